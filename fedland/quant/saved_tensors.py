@@ -1,0 +1,113 @@
+"""Storage of the tensors autograd keeps for the backward pass, optionally at low bit-width.
+
+`SavedTensorStore` is a `saved_tensors_hooks` context for a training step. With `bits` set,
+every float activation kept for backward (BatchNorm inputs, checkpoint inputs, ...) is stored
+as per-channel `bits`-bit codes plus a float offset and scale, bit-packed, and expanded again
+when backward needs it (activation-compressed training). The quantized convolutions already
+keep their inputs as integer codes, which pass through untouched. The store also tallies the
+bytes it holds, which is how training memory is measured deterministically.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from fedland.quant.packing import pack_bits, packed_size, unpack_bits
+
+MIN_COMPRESSED_ELEMENTS = 4096
+
+
+@dataclass
+class _Packed:
+    data: torch.Tensor
+    low: torch.Tensor
+    step: torch.Tensor
+    shape: torch.Size
+    dtype: torch.dtype
+    bits: int
+
+    @property
+    def nbytes(self) -> int:
+        return self.data.numel() + (self.low.numel() + self.step.numel()) * self.low.element_size()
+
+    def restore(self) -> torch.Tensor:
+        count = self.shape.numel()
+        codes = unpack_bits(self.data, self.bits, count).view(self.shape)
+        view = (1, -1) + (1,) * (len(self.shape) - 2)
+        values = codes.to(torch.float32) * self.step.view(view) + self.low.view(view)
+        return values.to(self.dtype)
+
+
+class SavedTensorStore(torch.autograd.graph.saved_tensors_hooks):
+    """Holds saved-for-backward tensors; `bits` = None keeps them as they are."""
+
+    def __init__(self, bits: int | None = None, exclude: Iterable[torch.Tensor] = ()) -> None:
+        if bits is not None and not 1 <= bits <= 8:
+            raise ValueError(f"saved activation bits must be 1..8 or None, got {bits}")
+        self.bits = bits
+        self.stored_bytes = 0
+        self._excluded = {t.untyped_storage().data_ptr() for t in exclude}
+        self._seen_storages: set[int] = set()
+        self._packed_cache: dict[tuple, tuple[weakref.ref, int, _Packed]] = {}
+        super().__init__(self._pack, self._unpack)
+
+    @classmethod
+    def for_model(cls, model: nn.Module, bits: int | None = None) -> SavedTensorStore:
+        """A store that does not count or compress the model's own parameters."""
+        return cls(bits, exclude=[*model.parameters(), *model.buffers()])
+
+    def _pack(self, tensor: torch.Tensor):
+        storage = tensor.untyped_storage().data_ptr()
+        if storage in self._excluded:
+            return tensor
+        if self._should_compress(tensor):
+            return self._compress(tensor)
+        if storage not in self._seen_storages:
+            self._seen_storages.add(storage)
+            self.stored_bytes += tensor.untyped_storage().nbytes()
+        return tensor
+
+    @staticmethod
+    def _unpack(packed):
+        return packed.restore() if isinstance(packed, _Packed) else packed
+
+    def _should_compress(self, tensor: torch.Tensor) -> bool:
+        return (
+            self.bits is not None
+            and tensor.is_floating_point()
+            and tensor.dim() >= 2
+            and tensor.numel() >= MIN_COMPRESSED_ELEMENTS
+        )
+
+    def _compress(self, tensor: torch.Tensor) -> _Packed:
+        key = (tensor.data_ptr(), tuple(tensor.shape), tuple(tensor.stride()), tensor.dtype)
+        cached = self._packed_cache.get(key)
+        if cached is not None:
+            ref, version, packed = cached
+            if ref() is tensor and version == tensor._version:
+                return packed
+        packed = _quantize_per_channel(tensor.detach(), self.bits)
+        self._packed_cache[key] = (weakref.ref(tensor), tensor._version, packed)
+        self.stored_bytes += packed.nbytes
+        return packed
+
+
+def _quantize_per_channel(tensor: torch.Tensor, bits: int) -> _Packed:
+    channels_first = tensor.transpose(0, 1).reshape(tensor.shape[1], -1).to(torch.float32)
+    low = channels_first.amin(dim=1)
+    high = channels_first.amax(dim=1)
+    step = ((high - low) / (2**bits - 1)).clamp_min(torch.finfo(torch.float32).tiny)
+    view = (1, -1) + (1,) * (tensor.dim() - 2)
+    codes = torch.round((tensor.to(torch.float32) - low.view(view)) / step.view(view))
+    codes = codes.clamp_(0, 2**bits - 1).to(torch.uint8)
+    return _Packed(pack_bits(codes, bits), low, step, tensor.shape, tensor.dtype, bits)
+
+
+def expected_packed_bytes(count: int, channels: int, bits: int) -> int:
+    """Bytes `SavedTensorStore` uses for one compressed float tensor."""
+    return packed_size(count, bits) + 2 * channels * 4
