@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -32,12 +32,46 @@ def _checkpoint_contexts() -> tuple[contextlib.AbstractContextManager, ...]:
     return contextlib.nullcontext(), recomputation()
 
 
+def run_checkpointed(
+    function: Callable[..., torch.Tensor], *inputs: torch.Tensor, enabled: bool = True
+) -> torch.Tensor:
+    """`function(*inputs)`, keeping only the inputs for backward when training with `enabled`."""
+    if enabled and torch.is_grad_enabled():
+        return checkpoint(
+            function,
+            *inputs,
+            use_reentrant=False,
+            preserve_rng_state=False,
+            context_fn=_checkpoint_contexts,
+        )
+    return function(*inputs)
+
+
+class Stem(nn.Module):
+    """Conv7x7 stride 2 (float, bias-free) -> BN -> ReLU -> MaxPool 2x2: C maps at input/4."""
+
+    def __init__(self, width: int, checkpointed: bool) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, width, 7, stride=2, padding=3, bias=False)
+        self.norm = BatchNorm2d(width)
+        self.checkpointed = checkpointed
+
+    def _activate(self, y: torch.Tensor) -> torch.Tensor:
+        return F.max_pool2d(F.relu(self.norm(y)), 2)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        enabled = self.checkpointed and self.training
+        return run_checkpointed(self._activate, self.conv(images), enabled=enabled)
+
+
 class PreActConv(nn.Module):
     """concat(inputs) -> BN -> ReLU -> Conv, bias-free, optionally quantized.
 
     With `checkpointed`, the concatenation, normalisation and activation are not kept for
     the backward pass but recomputed from the (already stored) inputs: the memory-efficient
-    DenseNet trick, done with `torch.utils.checkpoint`.
+    DenseNet trick, done with `torch.utils.checkpoint`. `upsample_first` doubles the first
+    input's resolution (nearest) before the concatenation and `pool` max-pools the output, so
+    that in checkpointed units neither the upsampled copy nor the unpooled output is stored.
     """
 
     def __init__(
@@ -47,6 +81,8 @@ class PreActConv(nn.Module):
         kernel_size: int = 1,
         quant: ConvQuant = FLOAT_CONV,
         checkpointed: bool = False,
+        upsample_first: bool = False,
+        pool: bool = False,
     ) -> None:
         super().__init__()
         self.norm = BatchNorm2d(in_channels)
@@ -60,21 +96,18 @@ class PreActConv(nn.Module):
             activation_clip=quant.activation_clip,
         )
         self.checkpointed = checkpointed
+        self.upsample_first = upsample_first
+        self.pool = pool
 
     def _run(self, *inputs: torch.Tensor) -> torch.Tensor:
+        if self.upsample_first:
+            inputs = (F.interpolate(inputs[0], scale_factor=2.0, mode="nearest"), *inputs[1:])
         x = inputs[0] if len(inputs) == 1 else torch.cat(inputs, dim=1)
-        return self.conv(F.relu(self.norm(x)))
+        y = self.conv(F.relu(self.norm(x)))
+        return F.max_pool2d(y, 2) if self.pool else y
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        if self.checkpointed and torch.is_grad_enabled() and self.training:
-            return checkpoint(
-                self._run,
-                *inputs,
-                use_reentrant=False,
-                preserve_rng_state=False,
-                context_fn=_checkpoint_contexts,
-            )
-        return self._run(*inputs)
+        return run_checkpointed(self._run, *inputs, enabled=self.checkpointed and self.training)
 
 
 class DenseLayer(nn.Module):
@@ -88,9 +121,12 @@ class DenseLayer(nn.Module):
         quant_1x1: ConvQuant,
         quant_3x3: ConvQuant,
         checkpointed: bool,
+        upsample_first: bool = False,
     ) -> None:
         super().__init__()
-        self.bottleneck = PreActConv(in_channels, neck * growth, 1, quant_1x1, checkpointed)
+        self.bottleneck = PreActConv(
+            in_channels, neck * growth, 1, quant_1x1, checkpointed, upsample_first
+        )
         self.conv3x3 = PreActConv(neck * growth, growth, 3, quant_3x3)
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
@@ -102,8 +138,10 @@ class SemanticBlock(nn.Module):
 
     The dense layer reads concat(u, f_{i-K'}, ..., f_{i-1}), the features that this block
     position produced in the previous K' = min(i, K) U-Nets; the adapters read those plus the
-    new features f_i and compress back to C channels ("ahead" to the next block, "skip" from
-    a down block to its mirrored up block).
+    new features f_i and compress back to C channels ("ahead" to the next block, max-pooled
+    in down blocks; "skip" from a down block to its mirrored up block). An up block's u is
+    concat(upsampled x, skip); memory-efficient blocks take the two parts separately and
+    upsample inside their checkpointed units.
     """
 
     def __init__(
@@ -121,23 +159,39 @@ class SemanticBlock(nn.Module):
         super().__init__()
         self.kind = kind
         self.memory_efficient = memory_efficient
+        lazy_upsample = memory_efficient and kind == "up"
         self.dense = DenseLayer(
-            in_channels + coupled * growth, growth, neck, quant_1x1, quant_3x3, memory_efficient
+            in_channels + coupled * growth,
+            growth,
+            neck,
+            quant_1x1,
+            quant_3x3,
+            memory_efficient,
+            lazy_upsample,
         )
         adapter_in = in_channels + (coupled + 1) * growth
-        self.ahead = PreActConv(adapter_in, width, 1, quant_1x1, memory_efficient)
+        self.ahead = PreActConv(
+            adapter_in, width, 1, quant_1x1, memory_efficient, lazy_upsample, kind == "down"
+        )
         self.skip = None
         if kind == "down":
             self.skip = PreActConv(adapter_in, width, 1, quant_1x1, memory_efficient)
 
     def forward(
-        self, u: torch.Tensor, previous: Sequence[torch.Tensor]
+        self, parts: Sequence[torch.Tensor], previous: Sequence[torch.Tensor]
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-        dense_inputs = [u, *previous]
+        """`parts` is [u], or [x at half resolution, skip] for an up block.
+
+        Returns the ahead output, the skip output (down blocks) and the new features.
+        """
+        if self.kind == "up" and not self.memory_efficient:
+            low, skip = parts
+            parts = [torch.cat([F.interpolate(low, scale_factor=2.0, mode="nearest"), skip], 1)]
+        dense_inputs = [*parts, *previous]
         if not self.memory_efficient and len(dense_inputs) > 1:
             dense_inputs = [torch.cat(dense_inputs, dim=1)]
         new = self.dense(*dense_inputs)
-        adapter_inputs = [u, *previous, new]
+        adapter_inputs = [*parts, *previous, new]
         if not self.memory_efficient:
             adapter_inputs = [torch.cat(adapter_inputs, dim=1)]
         ahead = self.ahead(*adapter_inputs)

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from fedland.model.blocks import FLOAT_CONV, ConvQuant, PreActConv, SemanticBlock
+from fedland.model.blocks import FLOAT_CONV, ConvQuant, PreActConv, SemanticBlock, Stem
 from fedland.model.config import DUNetConfig
-from fedland.model.norm import BatchNorm2d
 
 DOWN_BLOCKS = 4  # at input/4, /8, /16, /32; a neck block follows, then four up blocks
 BLOCK_KINDS = ("down",) * DOWN_BLOCKS + ("neck",) + ("up",) * DOWN_BLOCKS
@@ -44,16 +42,11 @@ class UNet(nn.Module):
         new_features: list[torch.Tensor] = []
         skips: list[torch.Tensor] = []
         for position, block in enumerate(self.blocks):
-            if block.kind == "up":
-                skip = skips.pop()
-                x = torch.cat([F.interpolate(x, size=skip.shape[-2:], mode="nearest"), skip], 1)
-            ahead, skip_out, new = block(x, history[position])
+            parts = [x, skips.pop()] if block.kind == "up" else [x]
+            x, skip_out, new = block(parts, history[position])
             new_features.append(new)
-            if block.kind == "down":
+            if skip_out is not None:
                 skips.append(skip_out)
-                x = F.max_pool2d(ahead, 2)
-            else:
-                x = ahead
         return x, new_features
 
 
@@ -66,12 +59,7 @@ class DUNet(nn.Module):
         width, order = cfg.width, cfg.order
         quantized = ConvQuant(cfg.bits, cfg.per_filter_scale, cfg.activation_clip)
         quant_1x1 = quantized if cfg.quant_scope == "all" else FLOAT_CONV
-        self.stem = nn.Sequential(
-            nn.Conv2d(3, width, 7, stride=2, padding=3, bias=False),
-            BatchNorm2d(width),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-        )
+        self.stem = Stem(width, cfg.memory_efficient)
         built = cfg.built_unets
         self.unets = nn.ModuleList(
             UNet(cfg, min(i, order), quant_1x1, quantized) for i in range(built)

@@ -56,6 +56,10 @@ class SavedTensorStore(torch.autograd.graph.saved_tensors_hooks):
         self._packed_cache: dict[tuple, tuple[weakref.ref, int, _Packed]] = {}
         super().__init__(self._pack, self._unpack)
 
+    def __enter__(self) -> SavedTensorStore:
+        super().__enter__()
+        return self
+
     @classmethod
     def for_model(cls, model: nn.Module, bits: int | None = None) -> SavedTensorStore:
         """A store that does not count or compress the model's own parameters."""
