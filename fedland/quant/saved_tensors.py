@@ -2,10 +2,11 @@
 
 `SavedTensorStore` is a `saved_tensors_hooks` context for a training step. With `bits` set,
 every float activation kept for backward (BatchNorm inputs, checkpoint inputs, ...) is stored
-as per-channel `bits`-bit codes plus a float offset and scale, bit-packed, and expanded again
-when backward needs it (activation-compressed training). The quantized convolutions already
-keep their inputs as integer codes, which pass through untouched. The store also tallies the
-bytes it holds, which is how training memory is measured deterministically.
+as `bits`-bit codes with a float offset and step per group of 256 values, bit-packed, and
+expanded again when backward needs it (activation-compressed training). The quantized
+convolutions already keep their inputs as integer codes, which pass through untouched. The
+store also tallies the bytes it holds, which is how training memory is measured
+deterministically.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from torch import nn
 from fedland.quant.packing import pack_bits, packed_size, unpack_bits
 
 MIN_COMPRESSED_ELEMENTS = 4096
+GROUP_SIZE = 256  # elements sharing one (offset, step) pair
 
 
 @dataclass
@@ -37,10 +39,10 @@ class _Packed:
 
     def restore(self) -> torch.Tensor:
         count = self.shape.numel()
-        codes = unpack_bits(self.data, self.bits, count).view(self.shape)
-        view = (1, -1) + (1,) * (len(self.shape) - 2)
-        values = codes.to(torch.float32) * self.step.view(view) + self.low.view(view)
-        return values.to(self.dtype)
+        codes = unpack_bits(self.data, self.bits, self.low.numel() * GROUP_SIZE)
+        groups = codes.view(-1, GROUP_SIZE).to(torch.float32)
+        values = torch.addcmul(self.low[:, None], groups, self.step[:, None])
+        return values.reshape(-1)[:count].view(self.shape).to(self.dtype)
 
 
 class SavedTensorStore(torch.autograd.graph.saved_tensors_hooks):
@@ -95,23 +97,27 @@ class SavedTensorStore(torch.autograd.graph.saved_tensors_hooks):
             ref, version, packed = cached
             if ref() is tensor and version == tensor._version:
                 return packed
-        packed = _quantize_per_channel(tensor.detach(), self.bits)
+        packed = _quantize_groups(tensor, self.bits)
         self._packed_cache[key] = (weakref.ref(tensor), tensor._version, packed)
         self.stored_bytes += packed.nbytes
         return packed
 
 
-def _quantize_per_channel(tensor: torch.Tensor, bits: int) -> _Packed:
-    channels_first = tensor.transpose(0, 1).reshape(tensor.shape[1], -1).to(torch.float32)
-    low = channels_first.amin(dim=1)
-    high = channels_first.amax(dim=1)
-    step = ((high - low) / (2**bits - 1)).clamp_min(torch.finfo(torch.float32).tiny)
-    view = (1, -1) + (1,) * (tensor.dim() - 2)
-    codes = torch.round((tensor.to(torch.float32) - low.view(view)) / step.view(view))
-    codes = codes.clamp_(0, 2**bits - 1).to(torch.uint8)
-    return _Packed(pack_bits(codes, bits), low, step, tensor.shape, tensor.dtype, bits)
+def _quantize_groups(tensor: torch.Tensor, bits: int) -> _Packed:
+    flat = tensor.detach().reshape(-1).to(torch.float32)
+    padding = -flat.numel() % GROUP_SIZE
+    if padding:
+        flat = torch.cat([flat, flat[-1:].expand(padding)])
+    groups = flat.view(-1, GROUP_SIZE)
+    low = groups.amin(dim=1)
+    step = ((groups.amax(dim=1) - low) / (2**bits - 1)).clamp_min(torch.finfo(torch.float32).tiny)
+    codes = torch.round((groups - low[:, None]) / step[:, None]).clamp_(0, 2**bits - 1)
+    return _Packed(
+        pack_bits(codes.to(torch.uint8), bits), low, step, tensor.shape, tensor.dtype, bits
+    )
 
 
-def expected_packed_bytes(count: int, channels: int, bits: int) -> int:
-    """Bytes `SavedTensorStore` uses for one compressed float tensor."""
-    return packed_size(count, bits) + 2 * channels * 4
+def expected_packed_bytes(count: int, bits: int) -> int:
+    """Bytes `SavedTensorStore` uses for one compressed float tensor of `count` elements."""
+    groups = -(-count // GROUP_SIZE)
+    return packed_size(groups * GROUP_SIZE, bits) + 2 * groups * 4
