@@ -10,6 +10,7 @@ from pathlib import Path
 
 from fedland.model.config import DUNetConfig, ModelConfigError
 from fedland.quant.bitspec import BitSpec, BitSpecError
+from fedland.table import format_table
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -98,7 +99,7 @@ def _model_info(args: argparse.Namespace) -> int:
         for c in costs
     ]
     header = ["model", "bits", "params", "fp32 bytes", "packed bytes", "smaller", "GMACs"]
-    print(_table(header, rows))
+    print(format_table(header, rows, text_columns=2))
     return 0
 
 
@@ -114,23 +115,6 @@ def _export(args: argparse.Namespace) -> int:
         f"float32 weights {fp32:,} bytes, {fp32 / written:.1f}x smaller)"
     )
     return 0
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    """Text columns left-aligned, numbers right-aligned."""
-    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
-    lines = [header, ["-" * w for w in widths], *rows]
-    return "\n".join(
-        "  ".join(
-            _align(cell, width, index)
-            for index, (cell, width) in enumerate(zip(line, widths, strict=True))
-        )
-        for line in lines
-    )
-
-
-def _align(cell: str, width: int, index: int) -> str:
-    return cell.ljust(width) if index < 2 else cell.rjust(width)
 
 
 if __name__ == "__main__":

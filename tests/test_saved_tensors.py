@@ -71,6 +71,13 @@ def test_compressed_tensor_round_trip_error_is_within_half_a_step():
     assert torch.all(error <= 2 * step / 2 + 1e-5)
 
 
+def test_model_store_follows_the_activation_bits(tiny):
+    assert build_model(num_unets=2, bits="w1a4g8", **tiny).saved_tensor_store().bits == 4
+    assert build_model(num_unets=2, bits="w1a32g8", **tiny).saved_tensor_store().bits is None
+    off = build_model(num_unets=2, bits="w1a4g8", low_bit_saved_activations=False, **tiny)
+    assert off.saved_tensor_store().bits is None
+
+
 def test_bits_outside_range_are_rejected():
     with pytest.raises(ValueError, match=r"1\.\.8"):
         SavedTensorStore(bits=16)

@@ -38,6 +38,7 @@ class DUNetConfig:
     quant_scope: str = "all"
     per_filter_scale: bool = True
     activation_clip: float = 4.0
+    low_bit_saved_activations: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bits", BitSpec.parse(self.bits))

@@ -7,6 +7,8 @@ from torch import nn
 
 from fedland.model.blocks import FLOAT_CONV, ConvQuant, PreActConv, SemanticBlock, Stem
 from fedland.model.config import DUNetConfig
+from fedland.quant.bitspec import FULL_PRECISION
+from fedland.quant.saved_tensors import SavedTensorStore
 
 DOWN_BLOCKS = 4  # at input/4, /8, /16, /32; a neck block follows, then four up blocks
 BLOCK_KINDS = ("down",) * DOWN_BLOCKS + ("neck",) + ("up",) * DOWN_BLOCKS
@@ -87,6 +89,14 @@ class DUNet(nn.Module):
             second, _ = self._pass(self.refine_adapter(stem, last), supervised, offset=built)
             outputs += second
         return outputs
+
+    def saved_tensor_store(self) -> SavedTensorStore:
+        """Context for a training step's forward pass: with quantized activations (and
+        `low_bit_saved_activations`), what autograd keeps for backward is stored at the
+        activation bit-width."""
+        bits = self.config.bits.activations
+        low_bit = self.config.low_bit_saved_activations and bits < FULL_PRECISION
+        return SavedTensorStore.for_model(self, bits if low_bit else None)
 
     def _pass(
         self, x0: torch.Tensor, supervised: set[int], offset: int

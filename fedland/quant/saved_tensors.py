@@ -62,6 +62,11 @@ class SavedTensorStore(torch.autograd.graph.saved_tensors_hooks):
         super().__enter__()
         return self
 
+    def __exit__(self, *exc_info: object) -> None:
+        # The cache only de-duplicates within the forward pass; backward frees what it used.
+        self._packed_cache.clear()
+        super().__exit__(*exc_info)
+
     @classmethod
     def for_model(cls, model: nn.Module, bits: int | None = None) -> SavedTensorStore:
         """A store that does not count or compress the model's own parameters."""
