@@ -1,0 +1,1 @@
+"""Readers of landmark datasets in their published on-disk formats."""
