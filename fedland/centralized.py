@@ -1,0 +1,199 @@
+"""Centralized training: the single-machine baseline that federated runs are compared with.
+
+A run folder holds `config.yaml`, `metrics.jsonl` (one line per epoch), `last.pt` (everything
+needed to resume), `best.pt` (the best model by the task metric) and `summary.json`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from fedland.config import ExperimentConfig, dump_config
+from fedland.data.dataset import LandmarkDataset, make_loader
+from fedland.data.heatmaps import HeatmapCodec
+from fedland.data.meta import DatasetMeta
+from fedland.data.sources import eval_split, load_split
+from fedland.data.transforms import Augmentation
+from fedland.evaluation import evaluate_predictions, is_better, primary_metric
+from fedland.model import DUNet
+from fedland.model.checkpoint import load_checkpoint, save_checkpoint
+from fedland.train import make_optimizer, predict, resolve_device, train_epoch
+
+
+class RunFolderError(ValueError):
+    """An output folder that already holds a run, without --resume."""
+
+
+@dataclass
+class TaskData:
+    meta: DatasetMeta
+    train: LandmarkDataset
+    evaluation: LandmarkDataset
+    codec: HeatmapCodec
+
+
+def build_data(config: ExperimentConfig, progress: bool = False) -> TaskData:
+    """Train (augmented) and evaluation datasets of the configured task."""
+    data = config.data
+    size = config.model.input_size
+    codec = HeatmapCodec(size // 4, data.sigma, data.dark)
+    train_records, _, meta = load_split(data, data.train_split, progress)
+    eval_records, _, _ = load_split(data, eval_split(data), progress)
+    augment = data.augment
+    flip = augment.flip_probability
+    if flip is None:
+        flip = 0.5 if meta.task == "pose" else 0.0
+    augmentation = Augmentation(
+        scale_sigma=augment.scale_sigma,
+        rotation_sigma=augment.rotation_sigma,
+        rotation_off_probability=augment.rotation_off_probability,
+        flip_probability=flip,
+        colour_gain=(augment.colour_gain[0], augment.colour_gain[-1]),
+    )
+    seed = config.train.seed
+    return TaskData(
+        meta=meta,
+        train=LandmarkDataset(train_records, meta, size, codec, augmentation, seed),
+        evaluation=LandmarkDataset(eval_records, meta, size, codec, None, seed),
+        codec=codec,
+    )
+
+
+def flip_test_enabled(config: ExperimentConfig, meta: DatasetMeta) -> bool:
+    flag = config.train.flip_test
+    return meta.task == "pose" if flag is None else flag
+
+
+def evaluate_model(
+    model: DUNet,
+    dataset: LandmarkDataset,
+    codec: HeatmapCodec,
+    device: torch.device,
+    batch_size: int,
+    workers: int,
+    flip_test: bool,
+) -> dict:
+    loader = make_loader(dataset, batch_size, shuffle=False, workers=workers)
+    permutation = dataset.meta.flip_permutation if flip_test else None
+    points, _, indices = predict(model, loader, codec, device, permutation)
+    return evaluate_predictions(dataset.meta, dataset.records, points, indices)
+
+
+def train(config: ExperimentConfig, out: str | Path, resume: bool = False) -> dict:
+    """Train, evaluating and checkpointing every epoch; returns the summary."""
+    out = Path(out)
+    last = out / "last.pt"
+    if last.exists() and not resume:
+        raise RunFolderError(f"{out} already holds a run; pass --resume or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(dump_config(config))
+    torch.manual_seed(config.train.seed)
+    device = resolve_device(config.train.device)
+    task = build_data(config, progress=True)
+    metric, _ = primary_metric(task.meta)
+    settings = config.train
+
+    state: dict = {"epoch": 0, "best": None, "history": []}
+    if resume and last.exists():
+        model, state = load_checkpoint(last)
+    else:
+        model = DUNet(config.model.build(task.meta.num_landmarks))
+    model.to(device)
+    optimizer = make_optimizer(
+        model, settings.lr, settings.rmsprop_alpha, settings.rmsprop_eps, settings.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(
+        optimizer, settings.lr_milestones, settings.lr_factor
+    )
+    if "optimizer" in state:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+    history: list[dict] = list(state["history"])
+    best = state["best"]
+    loader = make_loader(task.train, settings.batch_size, True, config.data.workers, settings.seed)
+    flip_test = flip_test_enabled(config, task.meta)
+    started = time.perf_counter()
+    deadline = (
+        started + 60 * settings.time_limit_minutes if settings.time_limit_minutes else math.inf
+    )
+    for epoch in range(state["epoch"] + 1, settings.epochs + 1):
+        task.train.set_epoch(epoch)
+        description = f"epoch {epoch}/{settings.epochs}"
+        bar = tqdm(total=len(task.train), desc=description, unit="img", leave=False)
+        stats = train_epoch(
+            model, loader, optimizer, device, progress=functools.partial(_tick, bar)
+        )
+        bar.close()
+        lr = optimizer.param_groups[0]["lr"]
+        scheduler.step()
+        metrics = evaluate_model(
+            model,
+            task.evaluation,
+            task.codec,
+            device,
+            settings.batch_size,
+            config.data.workers,
+            flip_test,
+        )
+        value = metrics[metric]
+        improved = is_better(task.meta, value, best)
+        if improved:
+            best = value
+        row = {
+            "epoch": epoch,
+            "loss": stats.loss,
+            "lr": lr,
+            **{k: v for k, v in metrics.items() if not isinstance(v, list)},
+            "train_images_per_second": stats.images_per_second,
+            "seconds": time.perf_counter() - started,
+        }
+        history.append(row)
+        with (out / "metrics.jsonl").open("a") as handle:
+            handle.write(json.dumps(row) + "\n")
+        extra = {"epoch": epoch, "best": best, "history": history, "config": config.to_dict()}
+        if improved:
+            save_checkpoint(out / "best.pt", model, **extra)
+        save_checkpoint(
+            last,
+            model,
+            optimizer=optimizer.state_dict(),
+            scheduler=scheduler.state_dict(),
+            **extra,
+        )
+        print(
+            f"epoch {epoch}/{settings.epochs}  loss {stats.loss:.5f}  {metric} {value:.2f}%"
+            f"  best {best:.2f}%  {stats.images_per_second:.1f} img/s  lr {lr:.2e}",
+            flush=True,
+        )
+        if time.perf_counter() > deadline:
+            print(f"stopping: time limit of {settings.time_limit_minutes} minutes reached")
+            break
+    summary = {
+        "metric": metric,
+        "best": best,
+        "final": history[-1][metric] if history else None,
+        "epochs": len(history),
+        "wall_seconds": time.perf_counter() - started,
+        "config": config.to_dict(),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _tick(bar: tqdm, images: int, loss: float) -> None:
+    bar.update(images)
+    bar.set_postfix(loss=f"{loss:.5f}", refresh=False)
+
+
+def to_crop_pixels(heatmap_points: np.ndarray) -> np.ndarray:
+    """Heatmap pixels to input-crop pixels (pixel centres at integers)."""
+    return (np.asarray(heatmap_points) + 0.5) * 4.0 - 0.5

@@ -1,0 +1,1 @@
+"""Handlers of the `fedland` subcommands, one module per group."""

@@ -1,0 +1,98 @@
+"""`fedland model-info` and `fedland export`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from fedland.model.config import DUNetConfig
+from fedland.quant.bitspec import BitSpec
+from fedland.table import format_table
+
+
+def add_parsers(commands: argparse._SubParsersAction) -> None:
+    info = commands.add_parser(
+        "model-info",
+        help="parameters, float32 and packed size, multiply-accumulates of a DU-Net",
+        description="Print the cost of a DU-Net; give several bit settings to compare them.",
+    )
+    info.add_argument("--unets", "-L", type=int, default=4, help="U-Net passes L (default 4)")
+    info.add_argument("--order", "-K", type=int, default=1, help="coupling order K < L (1)")
+    info.add_argument("--landmarks", "-J", type=int, default=16, help="landmarks J (16)")
+    info.add_argument("--width", "-C", type=int, default=128, help="feature width C (128)")
+    info.add_argument("--growth", type=int, default=32, help="growth rate k (32)")
+    info.add_argument("--neck", type=int, default=4, help="bottleneck factor (4)")
+    info.add_argument("--input-size", type=int, default=256, help="input side, multiple of 64")
+    info.add_argument(
+        "--bits",
+        default="w32a32g32",
+        help="wXaYgZ, or a comma-separated list to compare (default w32a32g32)",
+    )
+    info.add_argument("--scope", choices=["all", "3x3"], default="all", help="quantized convs")
+    info.add_argument("--refine", action="store_true", help="iterative refinement (L/2 shared)")
+    info.add_argument("--json", action="store_true", help="one JSON object per bit setting")
+    info.set_defaults(handler=model_info)
+
+    export = commands.add_parser(
+        "export",
+        help="write a packed model file (weights at their bit-width) from a checkpoint",
+    )
+    export.add_argument("--checkpoint", required=True, type=Path, help="training checkpoint")
+    export.add_argument("--out", required=True, type=Path, help="packed file to write")
+    export.set_defaults(handler=export_packed)
+
+
+def model_info(args: argparse.Namespace) -> int:
+    from fedland.model.complexity import model_cost
+
+    settings = [BitSpec.parse(text) for text in args.bits.split(",") if text.strip()]
+    costs = []
+    for bits in settings:
+        cfg = DUNetConfig(
+            num_unets=args.unets,
+            order=args.order,
+            num_landmarks=args.landmarks,
+            width=args.width,
+            growth=args.growth,
+            neck=args.neck,
+            input_size=args.input_size,
+            refine=args.refine,
+            bits=bits,
+            quant_scope=args.scope,
+        )
+        costs.append(model_cost(cfg))
+    if args.json:
+        for cost in costs:
+            print(json.dumps(cost.to_dict()))
+        return 0
+    reference = costs[0].fp32_bytes
+    rows = [
+        [
+            c.config,
+            c.bits,
+            f"{c.params:,}",
+            f"{c.fp32_bytes:,}",
+            f"{c.packed_bytes:,}",
+            f"{reference / c.packed_bytes:.1f}x",
+            f"{c.macs / 1e9:.2f}",
+        ]
+        for c in costs
+    ]
+    header = ["model", "bits", "params", "fp32 bytes", "packed bytes", "smaller", "GMACs"]
+    print(format_table(header, rows, text_columns=2))
+    return 0
+
+
+def export_packed(args: argparse.Namespace) -> int:
+    from fedland.export import write_packed
+    from fedland.model.checkpoint import load_checkpoint
+
+    model, _ = load_checkpoint(args.checkpoint)
+    written = write_packed(model.eval(), args.out)
+    fp32 = 4 * sum(p.numel() for p in model.parameters())
+    print(
+        f"wrote {args.out} ({written:,} bytes, {model.config.bits}; "
+        f"float32 weights {fp32:,} bytes, {fp32 / written:.1f}x smaller)"
+    )
+    return 0
