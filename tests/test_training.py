@@ -1,6 +1,8 @@
 """Centralized training end to end on small synthetic data written in the real formats."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -114,3 +116,22 @@ def test_data_synth_and_info_commands(tmp_path, capsys):
     assert report["samples"] + len(report["bad"]) == 20
     assert main(["data", "info", "--dataset", "300w", "--root", str(tmp_path / "none")]) == 2
     assert "none" in capsys.readouterr().err
+
+
+def test_loader_workers_start_after_synthesis_in_the_same_process(tmp_path):
+    """Generating the synthetic default and then loading with worker processes, all in one
+    process, must not hang (forked workers inherit OpenCV's state)."""
+    script = (
+        "from fedland.centralized import build_data\n"
+        "from fedland.config import load_config\n"
+        "from fedland.data.dataset import make_loader\n"
+        f"config = load_config(None, ['data.synthetic.num=24', 'data.synthetic.image_size=128',"
+        f" 'data.synthetic.cache_dir={tmp_path}', 'model.input_size=64'])\n"
+        "batch = next(iter(make_loader(build_data(config).train, 4, True, workers=2)))\n"
+        "print(tuple(batch['image'].shape))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "(4, 3, 64, 64)" in result.stdout

@@ -65,6 +65,13 @@ def check_request(num: int, seed: int, image_size: int) -> None:
         raise ValueError(f"image_size must be at least 32, got {image_size}")
 
 
+def single_threaded_opencv() -> None:
+    """Draw with one OpenCV thread. OpenCV's thread pool, once started, is inherited
+    half-dead by forked processes, so a data loader forking workers after generation in the
+    same process would hang; per-image drawing gains little from threads anyway."""
+    cv2.setNumThreads(1)
+
+
 def sample_rng(seed: int, task_tag: int, index: int) -> np.random.Generator:
     """The generator of sample `index`: independent of how many samples are made."""
     return np.random.default_rng([seed, task_tag, index])

@@ -47,6 +47,7 @@ from fedland.data.synth.common import (
     report_progress,
     sample_rng,
     scaled,
+    single_threaded_opencv,
     skin_color,
 )
 
@@ -611,6 +612,7 @@ def synthesize_faces(
     """Write `num` synthetic faces as a 300-W tree under `out`; face i depends only on
     (seed, i) and its subset. Existing files of the same names are overwritten."""
     check_request(num, seed, image_size)
+    single_threaded_opencv()
     start = time.perf_counter()
     root = Path(out)
     subsets = _subsets(seed, num)

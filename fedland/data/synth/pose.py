@@ -49,6 +49,7 @@ from fedland.data.synth.common import (
     sample_rng,
     scaled,
     segment,
+    single_threaded_opencv,
     skin_color,
 )
 
@@ -701,6 +702,7 @@ def synthesize_poses(
     """Write `num` synthetic people (one per image) as an MPII JSON list under `out`;
     person i depends only on (seed, i). Existing files of the same names are overwritten."""
     check_request(num, seed, image_size)
+    single_threaded_opencv()
     start = time.perf_counter()
     root = Path(out)
     images = root / "images"
