@@ -48,23 +48,28 @@ def build_data(config: ExperimentConfig, progress: bool = False) -> TaskData:
     codec = HeatmapCodec(size // 4, data.sigma, data.dark)
     train_records, _, meta = load_split(data, data.train_split, progress)
     eval_records, _, _ = load_split(data, eval_split(data), progress)
-    augment = data.augment
-    flip = augment.flip_probability
-    if flip is None:
-        flip = 0.5 if meta.task == "pose" else 0.0
-    augmentation = Augmentation(
-        scale_sigma=augment.scale_sigma,
-        rotation_sigma=augment.rotation_sigma,
-        rotation_off_probability=augment.rotation_off_probability,
-        flip_probability=flip,
-        colour_gain=(augment.colour_gain[0], augment.colour_gain[-1]),
-    )
+    augmentation = make_augmentation(config, meta)
     seed = config.train.seed
     return TaskData(
         meta=meta,
         train=LandmarkDataset(train_records, meta, size, codec, augmentation, seed),
         evaluation=LandmarkDataset(eval_records, meta, size, codec, None, seed),
         codec=codec,
+    )
+
+
+def make_augmentation(config: ExperimentConfig, meta: DatasetMeta) -> Augmentation:
+    """The configured training augmentation; flipping defaults to on for poses only."""
+    augment = config.data.augment
+    flip = augment.flip_probability
+    if flip is None:
+        flip = 0.5 if meta.task == "pose" else 0.0
+    return Augmentation(
+        scale_sigma=augment.scale_sigma,
+        rotation_sigma=augment.rotation_sigma,
+        rotation_off_probability=augment.rotation_off_probability,
+        flip_probability=flip,
+        colour_gain=(augment.colour_gain[0], augment.colour_gain[-1]),
     )
 
 

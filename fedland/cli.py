@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from fedland.commands import data, model, training
+from fedland.commands import data, federated, model, training
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -32,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     model.add_parsers(commands)
     data.add_parsers(commands)
     training.add_parsers(commands)
+    federated.add_parsers(commands)
     return parser
 
 

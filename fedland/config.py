@@ -97,10 +97,56 @@ class TrainSection:
 
 
 @dataclass
+class PartitionSection:
+    """How the training split is divided among clients (see `fedland.data.partition`)."""
+
+    scheme: str = "dirichlet"  # iid, dirichlet, pathological, natural, quantity
+    num_partitions: int = 8
+    attribute: str = "site"  # a record attribute, or "subset" / "split"
+    alpha: float = 0.5
+    classes_per_partition: int = 2
+    seed: int = 0
+    min_partition_size: int = 4
+
+
+@dataclass
+class CodecSection:
+    """What travels on the wire each round (see `fedland.codec`)."""
+
+    uplink_bits: int = 32  # 32, 16, 8, 4, 2, 1: client -> server weight deltas
+    downlink_bits: int = 32  # the broadcast of the global model, same choices
+    block_size: int = 256
+    stochastic: bool = True  # stochastic (unbiased) or nearest rounding
+    error_feedback: bool = True  # clients keep the uplink residual across rounds
+    float_bits: int = 16  # tensors that are not quantized (BatchNorm, small ones): 16 or 32
+    min_quantize_size: int = 1024  # tensors with fewer elements travel as floats
+    node_uplink_bits: bool = False  # nodes may pick their own uplink bits (node config)
+
+
+@dataclass
+class FederationSection:
+    """Rounds, sampling and local work of a federated run."""
+
+    rounds: int = 10
+    local_epochs: int = 1
+    local_batches: int | None = None  # cap on batches per round (None: whole epochs)
+    fraction_train: float = 1.0
+    min_train_nodes: int = 2
+    min_available_nodes: int = 2
+    round_timeout: float = 3600.0  # seconds the server waits for replies
+    client_cpus: float = 1.0  # Simulation Engine resources per client
+    client_gpus: float = 0.0
+    out: str = "runs/simulate"
+
+
+@dataclass
 class ExperimentConfig:
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
     train: TrainSection = field(default_factory=TrainSection)
+    partition: PartitionSection = field(default_factory=PartitionSection)
+    codec: CodecSection = field(default_factory=CodecSection)
+    federation: FederationSection = field(default_factory=FederationSection)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

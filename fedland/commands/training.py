@@ -15,13 +15,13 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
         help="centralized training (the baseline for federated runs)",
         description="Train on one machine. Without CONFIG: synthetic faces.",
     )
-    _common(train)
+    add_config_arguments(train)
     train.add_argument("--out", type=Path, help="run folder (default: train.out)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
     train.set_defaults(handler=train_command)
 
     evaluate = commands.add_parser("eval", help="the task's metrics for a checkpoint")
-    _common(evaluate)
+    add_config_arguments(evaluate)
     evaluate.add_argument("--checkpoint", required=True, type=Path)
     evaluate.add_argument("--split", help="split to evaluate (default: the dataset's usual one)")
     evaluate.add_argument("--json", action="store_true", help="one JSON object")
@@ -30,7 +30,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     show = commands.add_parser(
         "show", help="PNG grid of crops with ground truth (green) and predictions (red)"
     )
-    _common(show)
+    add_config_arguments(show)
     show.add_argument("--checkpoint", type=Path, help="model whose predictions to draw")
     show.add_argument("--split", help="split to draw (default: the evaluation split)")
     show.add_argument("--num", type=int, default=16, help="number of images (16)")
@@ -38,7 +38,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     show.set_defaults(handler=show_command)
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", nargs="?", type=Path, help="experiment YAML")
     parser.add_argument(
         "--set",

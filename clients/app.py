@@ -1,0 +1,39 @@
+"""The Flower ClientApp: local training of the quantized DU-Net on this node's data."""
+
+from __future__ import annotations
+
+from flwr.app import Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from clients.codec_mod import codec_mod
+from fedland.federation.client_data import node_experiment
+from fedland.federation.local import train_locally
+from fedland.federation.settings import (
+    EXPERIMENT,
+    SERVER_ROUND,
+    NodeSettings,
+    experiment_from_text,
+)
+from fedland.federation.weights import from_record, to_record
+
+app = ClientApp(mods=[codec_mod])
+
+
+@app.train()
+def train(msg: Message, context: Context) -> Message:
+    config = msg.content["config"]
+    node = NodeSettings.from_node_config(dict(context.node_config))
+    experiment = node_experiment(experiment_from_text(str(config[EXPERIMENT])), node)
+    weights = from_record(msg.content["arrays"])
+    result = train_locally(experiment, node, weights, int(config[SERVER_ROUND]))
+    metrics = MetricRecord(
+        {
+            "num-examples": result.num_examples,
+            "images": result.images,
+            "loss": result.loss,
+            "seconds": result.seconds,
+            "peak-memory-mb": result.peak_memory_mb,
+        }
+    )
+    content = RecordDict({"arrays": to_record(result.weights), "metrics": metrics})
+    return Message(content=content, reply_to=msg)

@@ -1,0 +1,80 @@
+"""The update codec as a Flower client mod, so that training code only sees float tensors.
+
+Incoming train messages carry the broadcast (a full model or a quantized delta against the
+model this node already holds); the mod rebuilds the float model, keeps it in
+`context.state`, and hands it on. The reply's trained weights become a delta against that
+model, which is encoded at the uplink bit-width with error feedback (the residual also lives
+in `context.state`, so it survives across rounds in simulation and deployment alike).
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType
+from flwr.clientapp.typing import ClientAppCallable
+
+from fedland.codec import encode_update, encode_with_feedback
+from fedland.codec import residual_from_record as tensors_from_state
+from fedland.codec import residual_to_record as tensors_to_state
+from fedland.federation.downlink import rebuild
+from fedland.federation.settings import (
+    BASE_ROUND,
+    EXPERIMENT,
+    KIND,
+    SERVER_ROUND,
+    UPLINK_BITS,
+    NodeSettings,
+    experiment_from_text,
+    uplink_codec,
+)
+from fedland.federation.weights import from_record, subtract, to_record
+
+HELD = "fedland.broadcast"
+RESIDUAL = "fedland.residual"
+META = "fedland.meta"
+
+
+def codec_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
+    if msg.metadata.message_type != MessageType.TRAIN:
+        return call_next(msg, context)
+    config = msg.content["config"]
+    server_round = int(config[SERVER_ROUND])
+    held, held_round = _held(context)
+    model = rebuild(
+        msg.content["arrays"], str(config[KIND]), int(config[BASE_ROUND]), held, held_round
+    )
+    context.state[HELD] = tensors_to_state(model)
+    context.state[META] = ConfigRecord({"round": server_round})
+    msg.content["arrays"] = to_record(model)
+
+    reply = call_next(msg, context)
+    if reply.has_error():
+        return reply
+    delta = subtract(from_record(reply.content["arrays"]), model)
+    experiment = experiment_from_text(str(config[EXPERIMENT]))
+    node = NodeSettings.from_node_config(dict(context.node_config))
+    bits = node.uplink_bits or int(config[UPLINK_BITS])
+    codec = uplink_codec(experiment, bits)
+    generator = torch.Generator().manual_seed(
+        zlib.crc32(f"{experiment.train.seed}/{server_round}/{node.partition_id}".encode())
+    )
+    if experiment.codec.error_feedback:
+        residual = (
+            tensors_from_state(context.state[RESIDUAL]) if RESIDUAL in context.state else None
+        )
+        record, residual = encode_with_feedback(delta, residual, codec, generator)
+        context.state[RESIDUAL] = tensors_to_state(residual)
+    else:
+        record = encode_update(delta, codec, generator)
+    reply.content["arrays"] = record
+    reply.content["metrics"][UPLINK_BITS] = bits
+    return reply
+
+
+def _held(context: Context) -> tuple[dict | None, int | None]:
+    if HELD not in context.state or META not in context.state:
+        return None, None
+    record: ArrayRecord = context.state[HELD]
+    return tensors_from_state(record), int(context.state[META]["round"])

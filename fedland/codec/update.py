@@ -1,0 +1,198 @@
+"""Encode a model update into a Flower `ArrayRecord` and decode it back, validating everything.
+
+The server decodes bytes sent by clients it does not control, so every field is checked
+against the format and, when given, against the model it expects before values are built:
+a bad update fails with a `CodecError` that names the tensor, never with an obscure error
+from deep inside numpy or torch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import torch
+from flwr.app import Array, ArrayRecord
+
+from fedland.codec.format import (
+    ALLOWED_BITS,
+    DTYPES,
+    FLOAT_WIDTHS,
+    HEADER,
+    QUANTIZED_BITS,
+    STOCHASTIC_FLAG,
+    STYPE,
+    CodecConfig,
+    CodecError,
+    Shape,
+    data_size,
+    dtype_name,
+    is_quantized,
+)
+from fedland.quant import (
+    dequantize_blockwise,
+    max_code,
+    pack_bits,
+    quantize_blockwise,
+    unpack_bits,
+)
+
+
+def encode_update(
+    tensors: Mapping[str, torch.Tensor],
+    config: CodecConfig,
+    generator: torch.Generator | None = None,
+) -> ArrayRecord:
+    """One Array per tensor (any device; `generator` on that device drives stochastic rounding)."""
+    record = ArrayRecord()
+    for name, tensor in tensors.items():
+        record[name] = _encode(name, tensor, config, generator)[0]
+    return record
+
+
+def encode_and_reconstruct(
+    tensors: Mapping[str, torch.Tensor],
+    config: CodecConfig,
+    generator: torch.Generator | None = None,
+) -> tuple[ArrayRecord, dict[str, torch.Tensor]]:
+    """`encode_update` plus, for every float tensor, the float32 values the receiver will
+    decode (on the tensor's device), computed without decoding the bytes."""
+    record = ArrayRecord()
+    decoded = {}
+    for name, tensor in tensors.items():
+        record[name], values = _encode(name, tensor, config, generator)
+        if values is not None:
+            decoded[name] = values
+    return record, decoded
+
+
+def decode_update(
+    record: ArrayRecord,
+    expected: Mapping[str, tuple[Shape, torch.dtype]] | None = None,
+    bits: int | None = None,
+) -> dict[str, torch.Tensor]:
+    """Tensors of an encoded update on the CPU: float32 for float entries, integers as sent.
+
+    `expected` maps every tensor name to its (shape, dtype); `bits` is the width the sender
+    was told to quantize to (float tensors may also come at 16 or 32 bits when bits <= 8).
+    """
+    if bits is not None and bits not in ALLOWED_BITS:
+        raise ValueError(f"bits must be one of {ALLOWED_BITS}, got {bits!r}")
+    if expected is not None:
+        for name in expected:
+            if name not in record:
+                raise CodecError(f"{name!r}: missing from the update")
+        for name in record:
+            if name not in expected:
+                raise CodecError(f"{name!r}: not a tensor of the expected model")
+    return {
+        name: _decode(name, array, None if expected is None else expected[name], bits)
+        for name, array in record.items()
+    }
+
+
+def _encode(
+    name: str, tensor: torch.Tensor, config: CodecConfig, generator: torch.Generator | None
+) -> tuple[Array, torch.Tensor | None]:
+    dtype = tensor.dtype
+    wire_dtype = dtype_name(name, dtype)
+    shape = tuple(tensor.shape)
+    width = config.width(shape, dtype)
+    values = tensor.detach()
+    if is_quantized(width, dtype):
+        block = config.block_size
+        codes, scales = quantize_blockwise(values, width, block, config.stochastic, generator)
+        if not torch.isfinite(scales).all():
+            raise ValueError(f"{name!r}: values must be finite and within bfloat16 range")
+        flags = STOCHASTIC_FLAG if config.stochastic else 0
+        parts = [scales.view(torch.uint8), pack_bits(codes, width)]
+        decoded = dequantize_blockwise(codes, scales, width, block, codes.numel()).view(shape)
+    elif dtype.is_floating_point:
+        block = flags = 0
+        wire = values.to(torch.float16 if width == 16 else torch.float32).contiguous()
+        if not torch.isfinite(wire).all():
+            raise ValueError(f"{name!r}: values must be finite and within float{width} range")
+        parts = [wire]
+        decoded = wire.to(torch.float32)
+    else:
+        block = flags = 0
+        parts = [values.contiguous()]
+        decoded = None
+    data = HEADER.pack(width, flags, block) + b"".join(
+        part.cpu().numpy().tobytes() for part in parts
+    )
+    return Array(dtype=wire_dtype, shape=shape, stype=STYPE, data=data), decoded
+
+
+def _decode(
+    name: str, array: Array, expected: tuple[Shape, torch.dtype] | None, bits: int | None
+) -> torch.Tensor:
+    def fail(problem: str) -> CodecError:
+        return CodecError(f"{name!r}: {problem}")
+
+    if array.stype != STYPE:
+        raise fail(f"serialization type {array.stype!r} is not {STYPE!r}")
+    dtype = DTYPES.get(array.dtype)
+    if dtype is None:
+        raise fail(f"dtype {array.dtype!r} is not one of {', '.join(DTYPES)}")
+    shape = tuple(array.shape)
+    if not all(isinstance(size, int) and size >= 0 for size in shape):
+        raise fail(f"shape {shape} is not a tuple of non-negative integers")
+    if expected is not None:
+        expected_shape, expected_dtype = tuple(expected[0]), expected[1]
+        if shape != expected_shape:
+            raise fail(f"shape {shape} differs from the expected {expected_shape}")
+        if dtype != expected_dtype:
+            raise fail(f"dtype {array.dtype} differs from the expected {expected_dtype}")
+    data = array.data
+    if len(data) < HEADER.size:
+        raise fail(f"{len(data)} bytes cannot hold the {HEADER.size}-byte header")
+    width, flags, block = HEADER.unpack_from(data)
+    quantized = is_quantized(width, dtype)
+    if dtype.is_floating_point:
+        if width not in ALLOWED_BITS:
+            raise fail(f"bit-width {width} is not one of {ALLOWED_BITS}")
+        # bits <= 8 quantizes only the larger tensors; the others travel at float_bits.
+        float_sized = bits in QUANTIZED_BITS and width in FLOAT_WIDTHS
+        if bits is not None and width != bits and not float_sized:
+            raise fail(f"bit-width {width} where the update was to be sent at {bits} bits")
+    elif width != 8 * dtype.itemsize:
+        raise fail(
+            f"bit-width {width} for {array.dtype} values, which are raw {8 * dtype.itemsize}"
+        )
+    if quantized and block == 0:
+        raise fail("block size 0")
+    if quantized and flags & ~STOCHASTIC_FLAG:
+        raise fail(f"unknown flags {flags:#04x}")
+    if not quantized and (flags or block):
+        raise fail(f"flags {flags:#04x} and block {block} set on raw values")
+    size = data_size(shape, dtype, width, block)
+    if len(data) != size:
+        raise fail(f"{len(data)} bytes where header and shape imply {size} (truncated or padded)")
+    payload = memoryview(data)[HEADER.size :]
+    if not dtype.is_floating_point:
+        return _frombuffer(payload, dtype).view(shape)
+    if not quantized:
+        values = _frombuffer(payload, torch.float16 if width == 16 else torch.float32)
+        if not torch.isfinite(values).all():
+            raise fail("non-finite values")
+        return values.to(torch.float32).view(shape)
+    count = math.prod(shape)
+    blocks = -(-count // block)
+    scales = _frombuffer(payload[: 2 * blocks], torch.bfloat16)
+    if not (torch.isfinite(scales).all() and (scales >= 0).all()):
+        raise fail("scales that are negative or not finite")
+    codes = unpack_bits(_frombuffer(payload[2 * blocks :], torch.uint8), width, count)
+    if width > 1 and count and int(codes.max()) > max_code(width):
+        raise fail(f"codes above {max_code(width)}, the largest {width}-bit code")
+    decoded = dequantize_blockwise(codes, scales, width, block, count)
+    if not torch.isfinite(decoded).all():
+        raise fail("scales too large: decoded values are not finite")
+    return decoded.view(shape)
+
+
+def _frombuffer(payload: memoryview, dtype: torch.dtype) -> torch.Tensor:
+    """A writable 1-D tensor holding a copy of the bytes (torch rejects empty buffers)."""
+    if not payload.nbytes:
+        return torch.empty(0, dtype=dtype)
+    return torch.frombuffer(bytearray(payload), dtype=dtype)

@@ -1,0 +1,63 @@
+"""A node's share of the training data.
+
+Every node reads the same training split and partitions it with the run's seed, so the
+partitions agree across nodes and with the statistics the server saves, without any node
+seeing another's indices. A node config with a `data-path` points the node at its own data
+instead (deployment): then the node trains on all of it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+from fedland.centralized import make_augmentation
+from fedland.config import ExperimentConfig
+from fedland.data.dataset import LandmarkDataset
+from fedland.data.heatmaps import HeatmapCodec
+from fedland.data.partition import partition_records
+from fedland.data.records import Record
+from fedland.data.sources import load_split
+from fedland.federation.settings import NodeSettings, experiment_from_text, experiment_to_text
+
+
+def node_experiment(config: ExperimentConfig, node: NodeSettings) -> ExperimentConfig:
+    """The run's experiment with this node's own settings applied."""
+    data = config.data
+    if node.data_path is not None:
+        data = dataclasses.replace(data, root=node.data_path, dataset=node.dataset or data.dataset)
+    train = config.train
+    if node.device is not None:
+        train = dataclasses.replace(train, device=node.device)
+    if node.batch_size is not None:
+        train = dataclasses.replace(train, batch_size=node.batch_size)
+    model = config.model
+    if node.memory_efficient is not None:
+        model = dataclasses.replace(model, memory_efficient=node.memory_efficient)
+    return dataclasses.replace(config, data=data, train=train, model=model)
+
+
+def partitions(records: list[Record], config: ExperimentConfig, count: int) -> list[list[int]]:
+    section = dataclasses.asdict(config.partition)
+    section.pop("num_partitions")
+    return partition_records(records, num_partitions=count, **section)
+
+
+def node_dataset(config: ExperimentConfig, node: NodeSettings) -> LandmarkDataset:
+    """The augmented training dataset of this node (cached per process: Simulation Engine
+    actors serve many rounds and nodes)."""
+    return _cached(experiment_to_text(config), node)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached(text: str, node: NodeSettings) -> LandmarkDataset:
+    config = experiment_from_text(text)
+    records, _, meta = load_split(config.data, config.data.train_split)
+    if node.data_path is None:
+        indices = partitions(records, config, node.num_partitions)[node.partition_id]
+        records = [records[i] for i in indices]
+    size = config.model.input_size
+    codec = HeatmapCodec(size // 4, config.data.sigma, config.data.dark)
+    augmentation = make_augmentation(config, meta)
+    seed = config.train.seed + node.partition_id
+    return LandmarkDataset(records, meta, size, codec, augmentation, seed)

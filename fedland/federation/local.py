@@ -1,0 +1,74 @@
+"""A client's local work in one round: train the quantized DU-Net on its own partition."""
+
+from __future__ import annotations
+
+import resource
+import time
+from dataclasses import dataclass
+
+import torch
+
+from fedland.config import ExperimentConfig
+from fedland.data.dataset import make_loader
+from fedland.federation.client_data import node_dataset
+from fedland.federation.settings import NodeSettings
+from fedland.federation.weights import Weights, float_state, load_float_state
+from fedland.model import DUNet
+from fedland.train import make_optimizer, resolve_device, train_epoch
+
+
+@dataclass
+class LocalResult:
+    weights: Weights
+    num_examples: int  # the partition size: FedAvg's weight
+    images: int  # images actually trained on this round
+    loss: float
+    seconds: float
+    peak_memory_mb: float
+    device: str
+
+
+def train_locally(
+    config: ExperimentConfig, node: NodeSettings, weights: Weights, server_round: int
+) -> LocalResult:
+    """`federation.local_epochs` passes over the node's data (at most `local_batches`
+    batches each), starting from `weights`; a fresh RMSprop state every round."""
+    started = time.perf_counter()
+    dataset = node_dataset(config, node)
+    device = resolve_device(config.train.device)
+    seed = config.train.seed * 1_000_003 + server_round * 1_009 + node.partition_id
+    torch.manual_seed(seed)
+    model = DUNet(config.model.build(dataset.meta.num_landmarks))
+    load_float_state(model, weights)
+    model.to(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    settings = config.train
+    optimizer = make_optimizer(
+        model, settings.lr, settings.rmsprop_alpha, settings.rmsprop_eps, settings.weight_decay
+    )
+    batch = min(settings.batch_size, len(dataset))
+    loader = make_loader(dataset, batch, True, config.data.workers, seed)
+    federation = config.federation
+    loss_sum, images = 0.0, 0
+    for epoch in range(federation.local_epochs):
+        dataset.set_epoch(server_round * federation.local_epochs + epoch)
+        stats = train_epoch(model, loader, optimizer, device, max_batches=federation.local_batches)
+        loss_sum += stats.loss * stats.images
+        images += stats.images
+    return LocalResult(
+        weights=float_state(model),
+        num_examples=len(dataset),
+        images=images,
+        loss=loss_sum / max(images, 1),
+        seconds=time.perf_counter() - started,
+        peak_memory_mb=_peak_memory_mb(device),
+        device=str(device),
+    )
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    """Peak CUDA memory of this round on a GPU; the process's peak resident memory on a CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -1,0 +1,146 @@
+"""Settings of a federated run as the Flower apps receive them.
+
+The server reads the experiment from Flower's run config (`config`: a YAML path, empty for
+the quickstart; `set`: overrides as in `--set`; `num-server-rounds`; `out`) and sends the
+resolved experiment to every client inside each train message, so a client needs no config
+file of its own: only its node config (which partition, where its data lives, its device).
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fedland.codec import CodecConfig
+from fedland.config import ConfigError, ExperimentConfig, load_config, load_config_dict
+
+QUICKSTART = Path(__file__).resolve().parents[2] / "simulations" / "configs" / "quickstart.yaml"
+
+# Keys of the ConfigRecord in every train message.
+EXPERIMENT = "experiment"
+KIND = "downlink-kind"
+BASE_ROUND = "base-round"
+UPLINK_BITS = "uplink-bits"
+SERVER_ROUND = "server-round"
+
+
+def experiment_from_run_config(run_config: dict[str, Any]) -> ExperimentConfig:
+    """The experiment of a `flwr run`: its YAML (default: the quickstart) plus overrides."""
+    path = str(run_config.get("config", "") or "") or str(QUICKSTART)
+    overrides = shlex.split(str(run_config.get("set", "") or ""))
+    if "num-server-rounds" in run_config:
+        overrides.append(f"federation.rounds={int(run_config['num-server-rounds'])}")
+    if run_config.get("out"):
+        overrides.append(f"federation.out={run_config['out']}")
+    return load_config(path, overrides)
+
+
+def experiment_to_text(config: ExperimentConfig) -> str:
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)
+
+
+def experiment_from_text(text: str) -> ExperimentConfig:
+    return load_config_dict(yaml.safe_load(text))
+
+
+def check_experiment(config: ExperimentConfig) -> None:
+    """Errors a federated run would hit later, raised before any process starts."""
+    from fedland.data.partition import SCHEMES
+
+    uplink_codec(config)
+    downlink_codec(config)
+    federation, partition = config.federation, config.partition
+    problems = {
+        "partition.scheme": (partition.scheme in SCHEMES, f"one of {', '.join(SCHEMES)}"),
+        "partition.num_partitions": (partition.num_partitions >= 1, "at least 1"),
+        "federation.rounds": (federation.rounds >= 1, "at least 1"),
+        "federation.local_epochs": (federation.local_epochs >= 1, "at least 1"),
+        "federation.fraction_train": (0 < federation.fraction_train <= 1, "in (0, 1]"),
+        "federation.client_cpus": (federation.client_cpus > 0, "positive"),
+    }
+    for key, (ok, allowed) in problems.items():
+        if not ok:
+            section, name = key.split(".")
+            value = getattr(getattr(config, section), name)
+            raise ConfigError(f"{key}: must be {allowed}, got {value!r}")
+
+
+def uplink_codec(config: ExperimentConfig, bits: int | None = None) -> CodecConfig:
+    bits = config.codec.uplink_bits if bits is None else bits
+    return _codec(config, "uplink_bits", bits, config.codec.error_feedback)
+
+
+def downlink_codec(config: ExperimentConfig) -> CodecConfig:
+    """The broadcast always feeds its error back (B chases G), see `downlink`."""
+    return _codec(config, "downlink_bits", config.codec.downlink_bits, feedback=True)
+
+
+def _codec(config: ExperimentConfig, key: str, bits: int, feedback: bool) -> CodecConfig:
+    """With error feedback, 1 bit is the scaled sign (sign x mean|x| per block): stochastic
+    1-bit rounding is unbiased but not contractive, and the residual would grow."""
+    section = config.codec
+    try:
+        return CodecConfig(
+            bits=bits,
+            block_size=section.block_size,
+            stochastic=section.stochastic and not (bits == 1 and feedback),
+            float_bits=section.float_bits,
+            min_quantize_size=section.min_quantize_size,
+        )
+    except ValueError as error:
+        raise ConfigError(f"codec: {error} (codec.{key} = {bits})") from error
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """A node's own settings (`--node-config` of a SuperNode; set by the Simulation Engine
+    for `partition-id` and `num-partitions`)."""
+
+    partition_id: int
+    num_partitions: int
+    data_path: str | None = None
+    dataset: str | None = None
+    device: str | None = None
+    batch_size: int | None = None
+    uplink_bits: int | None = None
+    memory_efficient: bool | None = None
+
+    @classmethod
+    def from_node_config(cls, node_config: dict[str, Any]) -> NodeSettings:
+        try:
+            partition = int(node_config["partition-id"])
+            count = int(node_config["num-partitions"])
+        except KeyError as error:
+            raise ValueError(f"node config lacks {error.args[0]!r}") from None
+        if not 0 <= partition < count:
+            raise ValueError(f"node config: partition-id {partition} not in [0, {count})")
+
+        def optional(key: str, kind: type) -> Any:
+            value = node_config.get(key)
+            return None if value in (None, "") else kind(value)
+
+        return cls(
+            partition_id=partition,
+            num_partitions=count,
+            data_path=optional("data-path", str),
+            dataset=optional("dataset", str),
+            device=optional("device", str),
+            batch_size=optional("batch-size", int),
+            uplink_bits=optional("uplink-bits", int),
+            memory_efficient=optional("memory-efficient", _boolean),
+        )
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")

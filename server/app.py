@@ -1,0 +1,16 @@
+"""The Flower ServerApp: reads the experiment from the run config and runs the federation."""
+
+from __future__ import annotations
+
+from flwr.app import Context
+from flwr.serverapp import Grid, ServerApp
+
+from fedland.federation.settings import experiment_from_run_config
+from server.run import run_federation
+
+app = ServerApp()
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    run_federation(grid, experiment_from_run_config(dict(context.run_config)))

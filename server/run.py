@@ -1,0 +1,144 @@
+"""One federated run on the server: data, initial model, strategy, evaluation, result files.
+
+Evaluation happens here, on the server's held-out split, every round (no evaluate broadcast:
+that would cost a second download per round). The global model is checkpointed every round.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+from flwr.app import ArrayRecord, MetricRecord
+from flwr.serverapp import Grid
+
+from fedland.centralized import evaluate_model, flip_test_enabled
+from fedland.config import ExperimentConfig
+from fedland.data.dataset import LandmarkDataset
+from fedland.data.heatmaps import HeatmapCodec
+from fedland.data.partition import format_partition_table, partition_statistics
+from fedland.data.sources import eval_split, load_split
+from fedland.evaluation import primary_metric
+from fedland.federation.client_data import partitions
+from fedland.federation.downlink import Broadcaster
+from fedland.federation.ledger import RoundLedger, RunWriter
+from fedland.federation.settings import check_experiment, downlink_codec, experiment_to_text
+from fedland.federation.weights import float_state, from_record, load_float_state, to_record
+from fedland.model import DUNet
+from fedland.model.checkpoint import save_checkpoint
+from fedland.train import resolve_device
+from server.strategy import QuantizedFedAvg
+
+
+def run_federation(grid: Grid, config: ExperimentConfig) -> dict:
+    """Run `federation.rounds` rounds; returns the summary written to `summary.json`."""
+    out = Path(config.federation.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.jsonl").unlink(missing_ok=True)
+    text = experiment_to_text(config)
+    (out / "config.yaml").write_text(text)
+    check_experiment(config)  # configuration errors surface before any node is contacted
+
+    train_records, _, meta = load_split(config.data, config.data.train_split)
+    parts = partitions(train_records, config, config.partition.num_partitions)
+    stats = partition_statistics(train_records, parts, config.partition.attribute)
+    (out / "partitions.json").write_text(json.dumps(stats, indent=2))
+    _say(
+        f"{len(parts)} partitions of {len(train_records)} training samples "
+        f"({config.partition.scheme} by {config.partition.attribute}):"
+    )
+    _say(format_partition_table(stats))
+
+    size = config.model.input_size
+    codec = HeatmapCodec(size // 4, config.data.sigma, config.data.dark)
+    eval_records, _, _ = load_split(config.data, eval_split(config.data))
+    evaluation = LandmarkDataset(eval_records, meta, size, codec)
+    device = resolve_device(config.train.device)
+    metric, _ = primary_metric(meta)
+    flip = flip_test_enabled(config, meta)
+
+    torch.manual_seed(config.train.seed)
+    model = DUNet(config.model.build(meta.num_landmarks))
+    weights = float_state(model)
+    broadcaster = Broadcaster(weights, downlink_codec(config))
+    federation = config.federation
+    strategy = QuantizedFedAvg(
+        broadcaster,
+        text,
+        config.codec.uplink_bits,
+        config.codec.node_uplink_bits,
+        fraction_train=federation.fraction_train,
+        min_train_nodes=federation.min_train_nodes,
+        min_available_nodes=federation.min_available_nodes,
+    )
+    writer = RunWriter(out, metric, config.to_dict())
+    clock = {"last": time.perf_counter()}
+
+    def evaluate(server_round: int, arrays: ArrayRecord) -> MetricRecord:
+        load_float_state(model, from_record(arrays))
+        model.to(device)
+        results = evaluate_model(
+            model, evaluation, codec, device, config.train.batch_size, config.data.workers, flip
+        )
+        model.cpu()
+        ledger = strategy.ledger if server_round > 0 else RoundLedger()
+        now = time.perf_counter()
+        row = {
+            "round": server_round,
+            **{k: v for k, v in ledger.row().items() if k != "rejections"},
+            **{k: v for k, v in results.items() if not isinstance(v, list)},
+            "seconds": now - clock["last"],
+        }
+        clock["last"] = now
+        writer.add(row)
+        save_checkpoint(
+            out / "global.pt",
+            model,
+            round=server_round,
+            broadcast=broadcaster.model,
+            config=config.to_dict(),
+        )
+        _say(_progress(row, metric, federation.rounds))
+        return MetricRecord({metric: float(results[metric])})
+
+    strategy.start(
+        grid=grid,
+        initial_arrays=to_record(weights),
+        num_rounds=federation.rounds,
+        timeout=federation.round_timeout,
+        evaluate_fn=evaluate,
+    )
+    save_checkpoint(out / "final.pt", model, round=federation.rounds, config=config.to_dict())
+    summary = writer.summary()
+    _say(
+        f"done: {metric} {summary[metric]:.2f}% after {summary['rounds']} rounds; "
+        f"uplink {summary['uplink_bytes']:,} B ({_times(summary['uplink_ratio'])} less than "
+        f"float32), downlink {summary['downlink_bytes']:,} B "
+        f"({_times(summary['downlink_ratio'])}); results in {out}"
+    )
+    return summary
+
+
+def _progress(row: dict, metric: str, rounds: int) -> str:
+    text = f"round {row['round']}/{rounds}  {metric} {row[metric]:.2f}%"
+    if row["round"] == 0:
+        return text + "  (initial model)"
+    up, down = row["uplink_bytes"], row["downlink_bytes"]
+    up_ratio = row["fp32_uplink_bytes"] / up if up else None
+    down_ratio = row["fp32_downlink_bytes"] / down if down else None
+    return (
+        f"{text}  loss {row['loss']:.5f}  clients {row['accepted']}/{row['sent']}"
+        f"  up {up / 1e3:,.1f} kB ({_times(up_ratio)})"
+        f"  down {down / 1e3:,.1f} kB ({_times(down_ratio)})  {row['seconds']:.1f} s"
+    )
+
+
+def _times(ratio: float | None) -> str:
+    return "n/a" if ratio is None else f"{ratio:.1f}x"
+
+
+def _say(text: str) -> None:
+    """Progress lines on the ServerApp's output (streamed by `flwr run --stream`)."""
+    print(text, flush=True)

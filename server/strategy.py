@@ -1,0 +1,146 @@
+"""FedAvg over quantized weight updates, with a quantized broadcast.
+
+Flower's `FedAvg` samples the nodes; this subclass decides what each node is sent (see
+`fedland.federation.downlink`) and decodes, validates and averages what comes back. A reply
+that fails validation (truncated or corrupt payload, wrong shape or dtype, NaN or Inf, an
+unknown stype, the wrong bit-width, a missing or absurd `num-examples`) is logged with the
+node's id and left out of the average; the round goes on, and the global model is untouched
+by it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable
+
+from flwr.app import ConfigRecord, Message, MessageType, MetricRecord, RecordDict
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import FedAvg
+
+from fedland.codec import CodecError, decode_update, fp32_bytes, payload_bytes
+from fedland.codec.format import ALLOWED_BITS
+from fedland.federation.downlink import FULL, Broadcaster
+from fedland.federation.ledger import RoundLedger
+from fedland.federation.settings import BASE_ROUND, EXPERIMENT, KIND, UPLINK_BITS
+from fedland.federation.weights import Weights, shapes, to_record
+
+log = logging.getLogger("flwr")  # shown with Flower's own log, streamed by `flwr run`
+
+
+class UpdateRejected(ValueError):
+    """A reply that cannot go into the average."""
+
+
+class QuantizedFedAvg(FedAvg):
+    def __init__(
+        self,
+        broadcaster: Broadcaster,
+        experiment_text: str,
+        uplink_bits: int,
+        node_uplink_bits: bool = False,
+        **fedavg: object,
+    ) -> None:
+        super().__init__(fraction_evaluate=0.0, **fedavg)
+        self.broadcaster = broadcaster
+        self.experiment_text = experiment_text
+        self.uplink_bits = uplink_bits
+        self.node_uplink_bits = node_uplink_bits
+        self.ledger = RoundLedger()
+        self._expected = shapes(broadcaster.exact)
+        self._fp32_update = fp32_bytes(broadcaster.exact)
+
+    def configure_train(
+        self, server_round: int, arrays, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        sampled = list(super().configure_train(server_round, arrays, config, grid))
+        self.ledger = RoundLedger()
+        self.broadcaster.advance(server_round)
+        messages = []
+        for message in sampled:
+            node = message.metadata.dst_node_id
+            payload = self.broadcaster.payload(node)
+            settings = ConfigRecord(dict(message.content["config"]))
+            settings[EXPERIMENT] = self.experiment_text
+            settings[KIND] = payload.kind
+            settings[BASE_ROUND] = payload.base_round
+            settings[UPLINK_BITS] = self.uplink_bits
+            content = RecordDict({"arrays": payload.arrays, "config": settings})
+            messages.append(Message(content, dst_node_id=node, message_type=MessageType.TRAIN))
+            self.ledger.downlink_bytes += payload_bytes(payload.arrays)
+            self.ledger.fp32_downlink_bytes += self._fp32_update
+            self.ledger.full_downloads += payload.kind == FULL
+        self.ledger.sent = len(messages)
+        return messages
+
+    def aggregate_train(self, server_round: int, replies: Iterable[Message]):
+        ledger = self.ledger
+        accepted: list[tuple[Weights, float, MetricRecord]] = []
+        replied: set[int] = set()
+        received = 0
+        for reply in replies:
+            received += 1
+            node = reply.metadata.src_node_id
+            if reply.has_error():
+                ledger.failed += 1
+                log.warning(
+                    "node %d failed in round %d: %s", node, server_round, reply.error.reason
+                )
+                continue
+            replied.add(node)
+            ledger.uplink_bytes += sum(
+                payload_bytes(r) for r in reply.content.array_records.values()
+            )
+            ledger.fp32_uplink_bytes += self._fp32_update
+            try:
+                delta, weight, metrics = self._validate(reply)
+            except (UpdateRejected, CodecError) as error:
+                ledger.rejected += 1
+                reason = f"node {node}: {error}"
+                ledger.rejections.append(reason)
+                log.warning("rejected update in round %d from %s", server_round, reason)
+                continue
+            accepted.append((delta, weight, metrics))
+        ledger.failed += ledger.sent - received  # no reply before the round's timeout
+        ledger.accepted = len(accepted)
+        self.broadcaster.confirm(replied)
+        if not accepted:
+            log.warning("round %d: no usable update; the global model is unchanged", server_round)
+            return None, None
+        total = sum(weight for _, weight, _ in accepted)
+        mean = {
+            name: sum(delta[name] * (weight / total) for delta, weight, _ in accepted)
+            for name in self._expected
+        }
+        self.broadcaster.apply(mean)
+        ledger.loss = sum(m["loss"] * w for _, w, m in accepted) / total
+        ledger.client_seconds = sum(m["seconds"] for _, _, m in accepted) / len(accepted)
+        ledger.peak_memory_mb = max(m["peak-memory-mb"] for _, _, m in accepted)
+        metrics = MetricRecord({"loss": ledger.loss, "num-examples": int(total)})
+        return to_record(self.broadcaster.exact), metrics
+
+    def _validate(self, reply: Message) -> tuple[Weights, float, MetricRecord]:
+        content = reply.content
+        if len(content.array_records) != 1 or len(content.metric_records) != 1:
+            raise UpdateRejected(
+                f"expected one ArrayRecord and one MetricRecord, got "
+                f"{len(content.array_records)} and {len(content.metric_records)}"
+            )
+        (arrays,) = content.array_records.values()
+        (metrics,) = content.metric_records.values()
+        for key in ("num-examples", "loss", "seconds", "peak-memory-mb", UPLINK_BITS):
+            if key not in metrics:
+                raise UpdateRejected(f"metric {key!r} missing")
+        weight = metrics["num-examples"]
+        if not isinstance(weight, int | float) or not math.isfinite(weight) or weight <= 0:
+            raise UpdateRejected(f"num-examples must be a positive number, got {weight!r}")
+        bits = metrics[UPLINK_BITS]
+        if bits not in ALLOWED_BITS:
+            raise UpdateRejected(f"uplink-bits {bits!r} is not one of {ALLOWED_BITS}")
+        if bits != self.uplink_bits and not self.node_uplink_bits:
+            raise UpdateRejected(
+                f"sent a {bits}-bit update; this run uses {self.uplink_bits} bits "
+                "(set codec.node_uplink_bits to let nodes choose)"
+            )
+        delta = decode_update(arrays, self._expected, bits)
+        return delta, float(weight), metrics

@@ -1,0 +1,192 @@
+"""Run a federation on Flower's Simulation Engine, exactly as `flwr run` does, and stop
+everything it started.
+
+The harness starts its own SuperLink in simulation mode on free loopback ports (not the
+shared background one `flwr run` would leave running), submits the app with `flwr run
+--stream` under a private `FLWR_HOME`, echoes the server's progress lines, keeps Flower's full
+log in `OUT/flwr.log`, and stops the SuperLink's whole process group by id when the run ends,
+fails or is interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psutil
+
+from fedland.config import ExperimentConfig
+from fedland.federation.ledger import read_rows
+from fedland.federation.settings import check_experiment, experiment_to_text
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+CONNECTION = "fedland-simulation"
+STARTUP_SECONDS = 60.0
+# Flower's own log lines worth showing beside the server's progress lines.
+PROBLEMS = ("ERROR", "rejected", "failed", "no usable update")
+
+
+class SimulationError(RuntimeError):
+    """A run that could not start or did not finish; the message says where the log is."""
+
+
+def simulate(
+    config: ExperimentConfig,
+    out: str | Path,
+    echo: Callable[[str], None] = print,
+    app_dir: Path = PROJECT_ROOT,
+) -> dict:
+    """Run `config` on the Simulation Engine with one virtual node per partition; returns
+    the run's summary (also in `OUT/summary.json`)."""
+    check_experiment(config)
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    config.federation.out = str(out)
+    experiment = out / "config.yaml"
+    experiment.write_text(experiment_to_text(config))
+    (out / "summary.json").unlink(missing_ok=True)
+    log_path = out / "flwr.log"
+    federation = config.federation
+    run_config = f"config='{experiment}' out='{out}' num-server-rounds={federation.rounds}"
+    resources = (
+        f"num-supernodes={config.partition.num_partitions} "
+        f"client-resources-num-cpus={_number(federation.client_cpus)} "
+        f"client-resources-num-gpus={_number(federation.client_gpus)}"
+    )
+    with tempfile.TemporaryDirectory(prefix="fedland-flwr-") as home, log_path.open("w") as log:
+        env = flower_environment(Path(home))
+        with local_superlink(env, log) as control:
+            write_connection(Path(home), control)
+            command = [
+                _tool("flwr"), "run", str(app_dir), CONNECTION,
+                "--run-config", run_config, "--federation-config", resources, "--stream",
+            ]  # fmt: skip
+            with subprocess.Popen(
+                command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            ) as process:
+                assert process.stdout is not None
+                for line in process.stdout:
+                    log.write(line)
+                    log.flush()
+                    if _shown(line):
+                        echo(line.rstrip())
+                code = process.wait()
+    summary_path = out / "summary.json"
+    if not summary_path.is_file():
+        rows = read_rows(out / "metrics.jsonl")
+        raise SimulationError(
+            f"the run did not finish (flwr run exited with {code}, {len(rows)} round(s) "
+            f"recorded); see {log_path}"
+        )
+    return json.loads(summary_path.read_text())
+
+
+def _shown(line: str) -> bool:
+    """The server's progress lines and problems; not Flower's routine log or Ray's tips."""
+    if line.startswith("\x1b["):  # a Flower log line
+        return any(word in line for word in PROBLEMS)
+    return "Warning: " not in line and not line.lstrip().startswith("warnings.warn")
+
+
+def flower_environment(home: Path) -> dict[str, str]:
+    """A private FLWR_HOME, no per-run `uv sync` (offline), no update check."""
+    env = dict(os.environ)
+    env["FLWR_HOME"] = str(home)
+    env["FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION"] = "1"
+    env["FLWR_DISABLE_UPDATE_CHECK"] = "1"
+    tools = str(Path(sys.executable).parent)  # the SuperLink starts flower-superexec by name
+    env["PATH"] = os.pathsep.join(filter(None, [tools, env.get("PATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+@contextmanager
+def local_superlink(env: dict[str, str], log) -> Iterator[str]:
+    """A SuperLink in simulation mode on a free loopback port; yields its address
+    and stops its process tree (SuperLink, executor, simulation process, Ray) on the way out."""
+    (port,) = free_ports(1)  # one HTTP port serves the Control, Fleet and runtime APIs
+    command = [
+        _tool("flower-superlink"), "--insecure", "--simulation",
+        "--isolation", "subprocess",
+        "--host", "127.0.0.1", "--port", str(port),
+        "--disable-runtime-dependency-installation",
+    ]  # fmt: skip
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait_until_ready(process, port)
+        yield f"127.0.0.1:{port}"
+    finally:
+        stop_process_tree(process)
+
+
+def stop_process_tree(process: subprocess.Popen, grace: float = 10.0) -> None:
+    """SIGTERM the process and all its descendants, SIGKILL what is left after `grace`
+    seconds. The SuperLink starts its executor in a session of its own, so stopping the
+    process group would miss the simulation process and Ray."""
+    try:
+        root = psutil.Process(process.pid)
+        tree = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        process.wait()
+        return
+    for member in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            member.terminate()
+    _, alive = psutil.wait_procs(tree, timeout=grace)
+    for member in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            member.kill()
+    psutil.wait_procs(alive, timeout=grace)
+    process.wait()
+
+
+def write_connection(home: Path, control: str) -> None:
+    (home / "config.toml").write_text(
+        f'[superlink]\ndefault = "{CONNECTION}"\n\n'
+        f'[superlink.{CONNECTION}]\naddress = "{control}"\ninsecure = true\n'
+    )
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _wait_until_ready(process: subprocess.Popen, port: int) -> None:
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SimulationError(f"flower-superlink exited with code {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise SimulationError(f"flower-superlink did not become ready in {STARTUP_SECONDS:.0f} s")
+
+
+def _tool(name: str) -> str:
+    """The Flower command next to this interpreter (the project's environment)."""
+    candidate = Path(sys.executable).with_name(name)
+    return str(candidate) if candidate.exists() else name
+
+
+def _number(value: float) -> int | float:
+    """Flower wants whole resource counts as TOML integers."""
+    return int(value) if float(value).is_integer() else value

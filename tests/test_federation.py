@@ -1,0 +1,285 @@
+"""The server strategy, the downlink protocol and the client codec mod working together:
+real ServerApp code and real ClientApp code, messages passed in-process (tests/loopback.py)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from flwr.app import (
+    Array,
+    ConfigRecord,
+    Message,
+    MessageType,
+    MetricRecord,
+    RecordDict,
+)
+from flwr.serverapp.strategy.strategy_utils import aggregate_arrayrecords
+from loopback import LoopbackGrid, identify_as_server
+
+from clients.codec_mod import HELD, RESIDUAL
+from fedland.codec import STYPE, CodecConfig, encode_update, expected_payload_bytes
+from fedland.codec import residual_from_record as state_tensors
+from fedland.codec.format import HEADER
+from fedland.config import load_config
+from fedland.federation.downlink import Broadcaster, rebuild, same_model
+from fedland.federation.settings import UPLINK_BITS
+from fedland.federation.weights import shapes, to_record
+from fedland.model.checkpoint import load_checkpoint
+from server.run import run_federation
+from server.strategy import QuantizedFedAvg
+
+TINY = [
+    "model.num_unets=1",
+    "model.order=0",
+    "model.width=16",
+    "model.growth=8",
+    "model.neck=2",
+    "model.input_size=64",
+    "data.synthetic.num=48",
+    "data.synthetic.image_size=64",
+    "data.workers=0",
+    "train.batch_size=4",
+    "federation.local_batches=1",
+    "partition.scheme=iid",
+    "partition.min_partition_size=1",
+]
+
+
+def _config(tmp_path, *extra):
+    return load_config(
+        None,
+        [
+            *TINY,
+            f"data.synthetic.cache_dir={tmp_path / 'cache'}",
+            f"federation.out={tmp_path / 'run'}",
+            *extra,
+        ],
+    )
+
+
+def _rows(tmp_path):
+    text = (tmp_path / "run" / "metrics.jsonl").read_text()
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_server_and_clients_hold_exactly_the_same_broadcast_model(tmp_path):
+    config = _config(
+        tmp_path,
+        "partition.num_partitions=3",
+        "federation.rounds=3",
+        "federation.fraction_train=0.67",
+        "codec.uplink_bits=2",
+        "codec.downlink_bits=4",
+    )
+    grid = LoopbackGrid(3)
+    held_after_round = []
+
+    def record(node, reply):
+        held_after_round.append((node, state_tensors(grid.contexts[node].state[HELD])))
+        return reply
+
+    grid.tamper = record
+    run_federation(grid, config)
+    _, payload = load_checkpoint(tmp_path / "run" / "global.pt")
+    last_round = held_after_round[-2:]  # two of three nodes train each round
+    for _, held in last_round:
+        assert same_model(held, payload["broadcast"])
+    kinds = [str(m.content["config"]["downlink-kind"]) for m in grid.sent]
+    assert kinds[:2] == ["full", "full"]  # first broadcast: the quantized model itself
+    assert "delta" in kinds[2:]
+    rows = _rows(tmp_path)
+    assert [row["round"] for row in rows] == [0, 1, 2, 3]
+    assert all(row["accepted"] == 2 and row["rejected"] == 0 for row in rows[1:])
+
+
+def test_byte_counters_match_the_payload_formula(tmp_path):
+    config = _config(tmp_path, "partition.num_partitions=2", "federation.rounds=2")
+    config.codec.uplink_bits, config.codec.downlink_bits = 4, 8
+    grid = LoopbackGrid(2)
+    run_federation(grid, config)
+    model, _ = load_checkpoint(tmp_path / "run" / "final.pt")
+    floats = {k: v for k, v in model.state_dict().items() if v.is_floating_point()}
+    per_update = expected_payload_bytes(shapes(floats), CodecConfig(bits=4))
+    per_broadcast = expected_payload_bytes(shapes(floats), CodecConfig(bits=8))
+    fp32 = 4 * sum(v.numel() for v in floats.values())
+    rows = _rows(tmp_path)[1:]
+    for row in rows:
+        assert row["uplink_bytes"] == 2 * per_update
+        assert row["downlink_bytes"] == 2 * per_broadcast
+        assert row["fp32_uplink_bytes"] == row["fp32_downlink_bytes"] == 2 * fp32
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["uplink_bytes"] == 4 * per_update
+    assert summary["uplink_ratio"] == pytest.approx(fp32 / per_update)
+    assert summary["rounds"] == 2 and summary["metric"] == "nme" and "nme" in summary
+
+
+def test_error_feedback_residual_lives_in_the_node_state(tmp_path):
+    config = _config(tmp_path, "partition.num_partitions=2", "federation.rounds=2")
+    config.codec.uplink_bits = 1
+    grid = LoopbackGrid(2)
+    run_federation(grid, config)
+    for context in grid.contexts.values():
+        residual = state_tensors(context.state[RESIDUAL])
+        assert sum(float(v.abs().sum()) for v in residual.values()) > 0
+
+
+def _corrupt(kind):
+    """A function that damages one reply's update the way a broken or hostile client would."""
+
+    def damage(reply: Message) -> None:
+        arrays = reply.content["arrays"]
+        name = next(k for k, a in arrays.items() if len(a.shape) == 4)
+        array = arrays[name]
+        data = array.data
+        if kind == "truncated":
+            data = data[: len(data) // 2]
+        elif kind == "nan":  # a well-formed float32 payload full of NaN
+            values = np.full(tuple(array.shape), np.nan, dtype=np.float32).tobytes()
+            data = HEADER.pack(32, 0, 0) + values
+        elif kind == "wrong-bits":
+            data = bytes([8]) + data[1:]
+        elif kind == "stype":
+            arrays[name] = Array(array.dtype, array.shape, "someone.else/9", data)
+            return
+        elif kind == "shape":
+            arrays[name] = Array(array.dtype, [*array.shape[:-1], 7], array.stype, data)
+            return
+        elif kind == "claims-8-bits":
+            reply.content["metrics"][UPLINK_BITS] = 8
+            return
+        elif kind == "no-examples":
+            del reply.content["metrics"]["num-examples"]
+            return
+        arrays[name] = Array(array.dtype, array.shape, array.stype, data)
+
+    return damage
+
+
+HOSTILE = ["truncated", "nan", "wrong-bits", "stype", "shape", "claims-8-bits", "no-examples"]
+
+
+def test_hostile_updates_are_rejected_and_leave_the_model_alone(tmp_path, capsys):
+    nodes = len(HOSTILE) + 1
+    extra = [f"partition.num_partitions={nodes}", "federation.rounds=1", "codec.uplink_bits=4"]
+    extra += ["codec.stochastic=false"]
+
+    def hostile(node, reply):
+        if node > 1 and not reply.has_error():
+            _corrupt(HOSTILE[node - 2])(reply)
+        return reply
+
+    run_federation(LoopbackGrid(nodes, hostile), _config(tmp_path / "a", *extra))
+    row = _rows(tmp_path / "a")[1]
+    assert row["accepted"] == 1 and row["rejected"] == len(HOSTILE)
+    log = capsys.readouterr()
+    for node in range(2, nodes + 1):
+        assert f"node {node}:" in log.out + log.err
+
+    def silent(node, reply):  # the same nodes fail instead: only node 1 counts
+        return reply if node == 1 else Message(Error_(reply), reply_to=reply)
+
+    honest, _ = load_checkpoint(tmp_path / "a" / "run" / "final.pt")
+    grid = LoopbackGrid(nodes)
+    original = grid.send_and_receive
+
+    def only_node_one(messages, *, timeout=None):
+        replies = original(messages, timeout=timeout)
+        return [r for r in replies if r.metadata.src_node_id == 1]
+
+    grid.send_and_receive = only_node_one
+    run_federation(grid, _config(tmp_path / "b", *extra))
+    alone, _ = load_checkpoint(tmp_path / "b" / "run" / "final.pt")
+    for name, value in honest.state_dict().items():
+        assert torch.equal(value, alone.state_dict()[name]), name
+    row = _rows(tmp_path / "b")[1]
+    assert row["accepted"] == 1 and row["failed"] == nodes - 1
+
+
+def Error_(reply):
+    from flwr.app import Error
+
+    return Error(code=1, reason="fails")
+
+
+def test_a_client_that_raises_does_not_stop_the_run(tmp_path):
+    config = _config(tmp_path, "partition.num_partitions=3", "federation.rounds=2")
+    grid = LoopbackGrid(3)
+    grid.contexts[2].node_config = {"partition-id": 1}  # broken node config: it raises
+    run_federation(grid, config)
+    rows = _rows(tmp_path)
+    assert [(r["accepted"], r["failed"]) for r in rows[1:]] == [(2, 1), (2, 1)]
+    assert math.isfinite(rows[-1]["nme"])
+
+
+def test_a_node_that_lost_its_state_recovers_with_a_full_download(tmp_path):
+    config = _config(
+        tmp_path,
+        "partition.num_partitions=2",
+        "federation.rounds=3",
+        "codec.downlink_bits=8",
+    )
+    grid = LoopbackGrid(2)
+    restarted = {"done": False}
+
+    def restart(node, reply):  # node 2 restarts after round 1: its state is gone
+        if node == 2 and not restarted["done"]:
+            restarted["done"] = True
+            grid.contexts[2].state = RecordDict()
+        return reply
+
+    grid.tamper = restart
+    run_federation(grid, config)
+    rows = _rows(tmp_path)
+    assert [r["failed"] for r in rows[1:]] == [0, 1, 0]
+    assert [r["full_downloads"] for r in rows[1:]] == [2, 0, 1]
+
+
+def test_aggregate_at_32_bits_equals_plain_fedavg():
+    identify_as_server()
+    torch.manual_seed(0)
+    start = {"w": torch.randn(8, 4, 3, 3), "b": torch.randn(8)}
+    broadcaster = Broadcaster(start, CodecConfig(bits=32))
+    strategy = QuantizedFedAvg(broadcaster, "experiment: {}", uplink_bits=32)
+    broadcaster.advance(1)
+    strategy.ledger.sent = 3
+    trained = [{k: v + torch.randn_like(v) * 0.1 for k, v in start.items()} for _ in range(3)]
+    examples = [10, 30, 5]
+    replies = []
+    for node, (weights, count) in enumerate(zip(trained, examples, strict=True), start=1):
+        delta = {k: weights[k] - start[k] for k in start}
+        instruction = Message(
+            RecordDict({"config": ConfigRecord({})}), dst_node_id=node,
+            message_type=MessageType.TRAIN,
+        )  # fmt: skip
+        metrics = MetricRecord(
+            {"num-examples": count, "loss": 0.0, "seconds": 0.0, "peak-memory-mb": 0.0,
+             UPLINK_BITS: 32}
+        )  # fmt: skip
+        content = RecordDict({"arrays": encode_update(delta, CodecConfig(32)), "metrics": metrics})
+        replies.append(Message(content, reply_to=instruction))
+    arrays, _ = strategy.aggregate_train(1, replies)
+    plain = aggregate_arrayrecords(
+        [
+            RecordDict({"arrays": to_record(w), "metrics": MetricRecord({"num-examples": n})})
+            for w, n in zip(trained, examples, strict=True)
+        ],
+        "num-examples",
+    )
+    for name in start:
+        ours = torch.from_numpy(arrays[name].numpy())
+        reference = torch.from_numpy(plain[name].numpy())
+        torch.testing.assert_close(ours, reference, rtol=0, atol=1e-6)
+    assert all(array.stype == STYPE for array in encode_update(start, CodecConfig(32)).values())
+
+
+def test_a_delta_for_a_model_the_node_does_not_hold_is_refused():
+    weights = {"w": torch.ones(4, 4)}
+    record = encode_update(weights, CodecConfig(32))
+    with pytest.raises(ValueError, match="holds no model"):
+        rebuild(record, "delta", 3, None, None)
+    with pytest.raises(ValueError, match="holds round 2"):
+        rebuild(record, "delta", 3, weights, 2)
