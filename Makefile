@@ -18,8 +18,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: setup
-	$(BIN)/fedland model-info --unets 8 --order 1 --landmarks 16 \
-		--bits w32a32g32,w8a8g8,w4a8g8,w2a8g8,w1a8g8
+	$(BIN)/fedland simulate
 
 test: setup
 	$(BIN)/ruff check .
@@ -38,6 +37,8 @@ bench: setup
 	$(BIN)/python benchmarks/model_size.py
 	$(BIN)/python benchmarks/training_memory.py
 	$(BIN)/python benchmarks/throughput.py
+	$(BIN)/python benchmarks/codec.py
+	$(BIN)/python benchmarks/centralized.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

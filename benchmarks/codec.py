@@ -1,8 +1,8 @@
 """Update codec: payload size, single-core speed and error at each bit-width.
 
 Encodes a stand-in update for an L-U-Net order-1 DU-Net (default L=8, J=16, C=128): every
-float tensor of the state dict replaced by normal noise of standard deviation 1e-3, integer
-buffers as they are. For each bit-width and rounding mode it reports the payload against
+float tensor of the state dict (what a client sends) replaced by normal noise of standard
+deviation 1e-3. For each bit-width and rounding mode it reports the payload against
 float32, the goal b/32 + 2% of the float32 payload, encode and decode throughput of the
 float32 input on one thread (median of several runs) and the relative L2 error of the
 decoded floats.
@@ -27,6 +27,7 @@ from fedland.codec import (
     fp32_bytes,
     payload_bytes,
 )
+from fedland.federation.weights import float_state
 from fedland.model import DUNetConfig, build_model
 from fedland.table import format_table
 
@@ -49,9 +50,9 @@ def main() -> None:
     config = DUNetConfig(
         num_unets=args.unets, order=1, num_landmarks=args.landmarks, width=args.width
     )
-    delta = {
-        name: torch.randn_like(value) * 1e-3 if value.is_floating_point() else value
-        for name, value in build_model(config).state_dict().items()
+    delta = {  # what a client sends: the model's float tensors (see fedland.federation)
+        name: torch.randn_like(value) * 1e-3
+        for name, value in float_state(build_model(config)).items()
     }
     expected = {name: (tuple(value.shape), value.dtype) for name, value in delta.items()}
     reference = fp32_bytes(delta)

@@ -87,7 +87,7 @@ def run_federation(grid: Grid, config: ExperimentConfig) -> dict:
         now = time.perf_counter()
         row = {
             "round": server_round,
-            **{k: v for k, v in ledger.row().items() if k != "rejections"},
+            **ledger.row(),
             **{k: v for k, v in results.items() if not isinstance(v, list)},
             "seconds": now - clock["last"],
         }
