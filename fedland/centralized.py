@@ -87,7 +87,7 @@ def evaluate_model(
     workers: int,
     flip_test: bool,
 ) -> dict:
-    loader = make_loader(dataset, batch_size, shuffle=False, workers=workers)
+    loader = make_loader(dataset, batch_size, training=False, workers=workers)
     permutation = dataset.meta.flip_permutation if flip_test else None
     points, _, indices = predict(model, loader, codec, device, permutation)
     return evaluate_predictions(dataset.meta, dataset.records, points, indices)

@@ -101,17 +101,19 @@ def _init_worker(_: int) -> None:
 
 
 def make_loader(
-    dataset: LandmarkDataset, batch_size: int, shuffle: bool, workers: int, seed: int = 0
+    dataset: LandmarkDataset, batch_size: int, training: bool, workers: int, seed: int = 0
 ) -> DataLoader:
-    """Batches with worker processes (0 = in the main process)."""
+    """Batches with worker processes (0 = in the main process). Training batches are
+    shuffled and the last incomplete one is dropped: BatchNorm cannot train on a single
+    sample at the 1x1 neck of a small input."""
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=shuffle,
+        shuffle=training,
         num_workers=workers,
         worker_init_fn=_init_worker if workers else None,
         generator=generator,
-        drop_last=False,
+        drop_last=training and len(dataset) > batch_size,
         persistent_workers=False,
     )

@@ -34,6 +34,9 @@ def train_locally(
     """`federation.local_epochs` passes over the node's data (at most `local_batches`
     batches each), starting from `weights`; a fresh RMSprop state every round."""
     started = time.perf_counter()
+    # As many threads as the client has CPUs: more would oversubscribe the cores that the
+    # Simulation Engine shares among clients running at once.
+    torch.set_num_threads(max(1, round(config.federation.client_cpus)))
     dataset = node_dataset(config, node)
     device = resolve_device(config.train.device)
     seed = config.train.seed * 1_000_003 + server_round * 1_009 + node.partition_id
