@@ -126,18 +126,18 @@ def local_superlink(env: dict[str, str], log) -> Iterator[str]:
         _wait_until_ready(process, port)
         yield f"127.0.0.1:{port}"
     finally:
-        stop_process_tree(process)
+        stop_process_tree(process.pid)
+        process.wait()
 
 
-def stop_process_tree(process: subprocess.Popen, grace: float = 10.0) -> None:
-    """SIGTERM the process and all its descendants, SIGKILL what is left after `grace`
+def stop_process_tree(pid: int, grace: float = 10.0) -> None:
+    """SIGTERM a process and all its descendants, SIGKILL what is left after `grace`
     seconds. The SuperLink starts its executor in a session of its own, so stopping the
     process group would miss the simulation process and Ray."""
     try:
-        root = psutil.Process(process.pid)
+        root = psutil.Process(pid)
         tree = [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
-        process.wait()
         return
     for member in tree:
         with contextlib.suppress(psutil.NoSuchProcess):
@@ -147,7 +147,6 @@ def stop_process_tree(process: subprocess.Popen, grace: float = 10.0) -> None:
         with contextlib.suppress(psutil.NoSuchProcess):
             member.kill()
     psutil.wait_procs(alive, timeout=grace)
-    process.wait()
 
 
 def write_connection(home: Path, control: str) -> None:

@@ -5,12 +5,16 @@ stopped when the run ends."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import psutil
 import pytest
 
 from fedland.cli import main
+from simulations.harness import PROJECT_ROOT, flower_environment, stop_process_tree
 
 pytestmark = pytest.mark.slow
 
@@ -68,3 +72,43 @@ def test_simulate_runs_two_clients_for_two_rounds_and_stops_everything(tmp_path,
 def test_simulate_names_a_bad_config_key(tmp_path, capsys):
     assert main(["simulate", "--out", str(tmp_path), "--set", "codec.uplink_bitz=4"]) == 2
     assert "codec.uplink_bitz" in capsys.readouterr().err
+
+
+def test_flwr_run_runs_the_same_apps_from_pyproject(tmp_path):
+    """`flwr run .` with the run config of pyproject.toml (overridden to a tiny run)."""
+    started = time.time()
+    home = tmp_path / "flwr-home"
+    home.mkdir()
+    env = flower_environment(home)
+    out = tmp_path / "run"
+    overrides = " ".join(
+        [
+            "data.synthetic.num=48",
+            "data.synthetic.image_size=64",
+            f"data.synthetic.cache_dir={tmp_path / 'cache'}",
+            "model.num_unets=1",
+            "model.order=0",
+            "model.width=16",
+            "model.growth=8",
+            "federation.local_batches=1",
+            "partition.scheme=iid",
+            "partition.num_partitions=2",
+        ]
+    )
+    command = [
+        str(Path(sys.executable).with_name("flwr")), "run", str(PROJECT_ROOT),
+        "--run-config", f"num-server-rounds=1 out='{out}' set='{overrides}'",
+        "--federation-config", "num-supernodes=2 client-resources-num-cpus=1",
+        "--stream",
+    ]  # fmt: skip
+    try:
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    finally:  # `flwr run` leaves its local SuperLink running: stop it and what it started
+        for process in psutil.process_iter(["cmdline"]):
+            if str(home) in " ".join(process.info["cmdline"] or []):
+                stop_process_tree(process.pid)
+    assert result.returncode == 0, result.stdout[-2000:]
+    assert _started_since(started) == []
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rounds"] == 1 and summary["uplink_bytes"] > 0
+    assert summary["config"]["codec"]["uplink_bits"] == 4  # the quickstart's
