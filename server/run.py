@@ -37,8 +37,7 @@ def run_federation(grid: Grid, config: ExperimentConfig) -> dict:
     out = Path(config.federation.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.jsonl").unlink(missing_ok=True)
-    text = experiment_to_text(config)
-    (out / "config.yaml").write_text(text)
+    (out / "config.yaml").write_text(experiment_to_text(config))
     check_experiment(config)  # configuration errors surface before any node is contacted
 
     train_records, _, meta = load_split(config.data, config.data.train_split)
@@ -66,9 +65,7 @@ def run_federation(grid: Grid, config: ExperimentConfig) -> dict:
     federation = config.federation
     strategy = QuantizedFedAvg(
         broadcaster,
-        text,
-        config.codec.uplink_bits,
-        config.codec.node_uplink_bits,
+        config,
         fraction_train=federation.fraction_train,
         min_train_nodes=federation.min_train_nodes,
         min_available_nodes=federation.min_available_nodes,

@@ -20,9 +20,17 @@ from flwr.serverapp.strategy import FedAvg
 
 from fedland.codec import CodecError, decode_update, fp32_bytes, payload_bytes
 from fedland.codec.format import ALLOWED_BITS
+from fedland.config import ExperimentConfig
 from fedland.federation.downlink import FULL, Broadcaster
 from fedland.federation.ledger import RoundLedger
-from fedland.federation.settings import BASE_ROUND, EXPERIMENT, KIND, UPLINK_BITS
+from fedland.federation.settings import (
+    BASE_ROUND,
+    EXPERIMENT,
+    KIND,
+    UPLINK_BITS,
+    experiment_to_text,
+    uplink_codec,
+)
 from fedland.federation.weights import Weights, shapes, to_record
 
 log = logging.getLogger("flwr")  # shown with Flower's own log, streamed by `flwr run`
@@ -34,18 +42,14 @@ class UpdateRejected(ValueError):
 
 class QuantizedFedAvg(FedAvg):
     def __init__(
-        self,
-        broadcaster: Broadcaster,
-        experiment_text: str,
-        uplink_bits: int,
-        node_uplink_bits: bool = False,
-        **fedavg: object,
+        self, broadcaster: Broadcaster, experiment: ExperimentConfig, **fedavg: object
     ) -> None:
         super().__init__(fraction_evaluate=0.0, **fedavg)
         self.broadcaster = broadcaster
-        self.experiment_text = experiment_text
-        self.uplink_bits = uplink_bits
-        self.node_uplink_bits = node_uplink_bits
+        self.experiment = experiment
+        self.experiment_text = experiment_to_text(experiment)
+        self.uplink_bits = experiment.codec.uplink_bits
+        self.node_uplink_bits = experiment.codec.node_uplink_bits
         self.ledger = RoundLedger()
         self._expected = shapes(broadcaster.exact)
         self._fp32_update = fp32_bytes(broadcaster.exact)
@@ -142,5 +146,5 @@ class QuantizedFedAvg(FedAvg):
                 f"sent a {bits}-bit update; this run uses {self.uplink_bits} bits "
                 "(set codec.node_uplink_bits to let nodes choose)"
             )
-        delta = decode_update(arrays, self._expected, bits)
+        delta = decode_update(arrays, self._expected, config=uplink_codec(self.experiment, bits))
         return delta, float(weight), metrics

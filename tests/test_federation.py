@@ -21,9 +21,8 @@ from flwr.serverapp.strategy.strategy_utils import aggregate_arrayrecords
 from loopback import LoopbackGrid, identify_as_server
 
 from clients.codec_mod import HELD, RESIDUAL
-from fedland.codec import STYPE, CodecConfig, encode_update, expected_payload_bytes
+from fedland.codec import STYPE_PREFIX, CodecConfig, encode_update, expected_payload_bytes
 from fedland.codec import residual_from_record as state_tensors
-from fedland.codec.format import HEADER
 from fedland.config import load_config
 from fedland.federation.downlink import Broadcaster, rebuild, same_model
 from fedland.federation.settings import UPLINK_BITS
@@ -139,9 +138,12 @@ def _corrupt(kind):
             data = data[: len(data) // 2]
         elif kind == "nan":  # a well-formed float32 payload full of NaN
             values = np.full(tuple(array.shape), np.nan, dtype=np.float32).tobytes()
-            data = HEADER.pack(32, 0, 0) + values
+            arrays[name] = Array("float32", array.shape, f"{STYPE_PREFIX};bits=32", values)
+            return
         elif kind == "wrong-bits":
-            data = bytes([8]) + data[1:]
+            stype = array.stype.replace(";bits=4;", ";bits=8;")
+            arrays[name] = Array(array.dtype, array.shape, stype, data)
+            return
         elif kind == "stype":
             arrays[name] = Array(array.dtype, array.shape, "someone.else/9", data)
             return
@@ -235,7 +237,7 @@ def test_aggregate_at_32_bits_equals_plain_fedavg():
     torch.manual_seed(0)
     start = {"w": torch.randn(8, 4, 3, 3), "b": torch.randn(8)}
     broadcaster = Broadcaster(start, CodecConfig(bits=32))
-    strategy = QuantizedFedAvg(broadcaster, "experiment: {}", uplink_bits=32)
+    strategy = QuantizedFedAvg(broadcaster, load_config(None, ["codec.uplink_bits=32"]))
     broadcaster.advance(1)
     strategy.ledger.sent = 3
     trained = [{k: v + torch.randn_like(v) * 0.1 for k, v in start.items()} for _ in range(3)]
@@ -265,7 +267,10 @@ def test_aggregate_at_32_bits_equals_plain_fedavg():
         ours = torch.from_numpy(arrays[name].numpy())
         reference = torch.from_numpy(plain[name].numpy())
         torch.testing.assert_close(ours, reference, rtol=0, atol=1e-6)
-    assert all(array.stype == STYPE for array in encode_update(start, CodecConfig(32)).values())
+    assert all(
+        array.stype.startswith(STYPE_PREFIX)
+        for array in encode_update(start, CodecConfig(32)).values()
+    )
 
 
 def test_a_delta_for_a_model_the_node_does_not_hold_is_refused():

@@ -3,11 +3,13 @@ Flower `ArrayRecord`, validated on decode, with error feedback for the client.
 
 Uplink bandwidth is the cost of a federated round; a DU-Net update at 1 to 8 bits costs a
 small fraction of float32 and error feedback keeps the compression from biasing training.
+Each Array's stype (`STYPE_PREFIX` plus `;key=value` fields) states how its bytes encode the
+tensor, so the payload holds the values alone (see `fedland.codec.format`).
 """
 
 from fedland.codec.feedback import encode_with_feedback, residual_from_record, residual_to_record
 from fedland.codec.format import (
-    STYPE,
+    STYPE_PREFIX,
     CodecConfig,
     CodecError,
     expected_payload_bytes,
@@ -17,7 +19,7 @@ from fedland.codec.format import (
 from fedland.codec.update import decode_update, encode_and_reconstruct, encode_update
 
 __all__ = [
-    "STYPE",
+    "STYPE_PREFIX",
     "CodecConfig",
     "CodecError",
     "decode_update",

@@ -17,17 +17,14 @@ from flwr.app import Array, ArrayRecord
 from fedland.codec.format import (
     ALLOWED_BITS,
     DTYPES,
-    FLOAT_WIDTHS,
-    HEADER,
+    FLOAT_BITS,
     QUANTIZED_BITS,
-    STOCHASTIC_FLAG,
-    STYPE,
     CodecConfig,
     CodecError,
     Shape,
     data_size,
     dtype_name,
-    is_quantized,
+    parse_stype,
 )
 from fedland.quant import (
     dequantize_blockwise,
@@ -70,11 +67,14 @@ def decode_update(
     record: ArrayRecord,
     expected: Mapping[str, tuple[Shape, torch.dtype]] | None = None,
     bits: int | None = None,
+    config: CodecConfig | None = None,
 ) -> dict[str, torch.Tensor]:
     """Tensors of an encoded update on the CPU: float32 for float entries, integers as sent.
 
     `expected` maps every tensor name to its (shape, dtype); `bits` is the width the sender
-    was told to quantize to (float tensors may also come at 16 or 32 bits when bits <= 8).
+    was told to quantize to (when bits <= 8, float tensors may also come at the float widths
+    32, 16 and 8: see `CodecConfig.float_bits`). With `config` (the sender's settings, as the
+    receiver knows them) every tensor must be encoded exactly as that config encodes it.
     """
     if bits is not None and bits not in ALLOWED_BITS:
         raise ValueError(f"bits must be one of {ALLOWED_BITS}, got {bits!r}")
@@ -86,7 +86,7 @@ def decode_update(
             if name not in expected:
                 raise CodecError(f"{name!r}: not a tensor of the expected model")
     return {
-        name: _decode(name, array, None if expected is None else expected[name], bits)
+        name: _decode(name, array, None if expected is None else expected[name], bits, config)
         for name, array in record.items()
     }
 
@@ -97,41 +97,43 @@ def _encode(
     dtype = tensor.dtype
     wire_dtype = dtype_name(name, dtype)
     shape = tuple(tensor.shape)
-    width = config.width(shape, dtype)
+    encoding = config.encoding(shape, dtype)
+    width = encoding.bits
     values = tensor.detach()
-    if is_quantized(width, dtype):
-        block = config.block_size
-        codes, scales = quantize_blockwise(values, width, block, config.stochastic, generator)
+    if encoding.quantized:
+        block = encoding.block
+        codes, scales = quantize_blockwise(values, width, block, encoding.stochastic, generator)
         if not torch.isfinite(scales).all():
             raise ValueError(f"{name!r}: values must be finite and within bfloat16 range")
-        flags = STOCHASTIC_FLAG if config.stochastic else 0
         parts = [scales.view(torch.uint8), pack_bits(codes, width)]
         decoded = dequantize_blockwise(codes, scales, width, block, codes.numel()).view(shape)
-    elif dtype.is_floating_point:
-        block = flags = 0
+    elif width is not None:
         wire = values.to(torch.float16 if width == 16 else torch.float32).contiguous()
         if not torch.isfinite(wire).all():
             raise ValueError(f"{name!r}: values must be finite and within float{width} range")
         parts = [wire]
         decoded = wire.to(torch.float32)
     else:
-        block = flags = 0
         parts = [values.contiguous()]
         decoded = None
-    data = HEADER.pack(width, flags, block) + b"".join(
-        part.cpu().numpy().tobytes() for part in parts
-    )
-    return Array(dtype=wire_dtype, shape=shape, stype=STYPE, data=data), decoded
+    data = b"".join(part.cpu().numpy().tobytes() for part in parts)
+    return Array(dtype=wire_dtype, shape=shape, stype=encoding.stype, data=data), decoded
 
 
 def _decode(
-    name: str, array: Array, expected: tuple[Shape, torch.dtype] | None, bits: int | None
+    name: str,
+    array: Array,
+    expected: tuple[Shape, torch.dtype] | None,
+    bits: int | None,
+    config: CodecConfig | None,
 ) -> torch.Tensor:
     def fail(problem: str) -> CodecError:
         return CodecError(f"{name!r}: {problem}")
 
-    if array.stype != STYPE:
-        raise fail(f"serialization type {array.stype!r} is not {STYPE!r}")
+    try:
+        encoding = parse_stype(array.stype)
+    except ValueError as error:
+        raise fail(str(error)) from None
     dtype = DTYPES.get(array.dtype)
     if dtype is None:
         raise fail(f"dtype {array.dtype!r} is not one of {', '.join(DTYPES)}")
@@ -144,40 +146,32 @@ def _decode(
             raise fail(f"shape {shape} differs from the expected {expected_shape}")
         if dtype != expected_dtype:
             raise fail(f"dtype {array.dtype} differs from the expected {expected_dtype}")
-    data = array.data
-    if len(data) < HEADER.size:
-        raise fail(f"{len(data)} bytes cannot hold the {HEADER.size}-byte header")
-    width, flags, block = HEADER.unpack_from(data)
-    quantized = is_quantized(width, dtype)
-    if dtype.is_floating_point:
-        if width not in ALLOWED_BITS:
-            raise fail(f"bit-width {width} is not one of {ALLOWED_BITS}")
-        # bits <= 8 quantizes only the larger tensors; the others travel at float_bits.
-        float_sized = bits in QUANTIZED_BITS and width in FLOAT_WIDTHS
-        if bits is not None and width != bits and not float_sized:
-            raise fail(f"bit-width {width} where the update was to be sent at {bits} bits")
-    elif width != 8 * dtype.itemsize:
-        raise fail(
-            f"bit-width {width} for {array.dtype} values, which are raw {8 * dtype.itemsize}"
-        )
-    if quantized and block == 0:
-        raise fail("block size 0")
-    if quantized and flags & ~STOCHASTIC_FLAG:
-        raise fail(f"unknown flags {flags:#04x}")
-    if not quantized and (flags or block):
-        raise fail(f"flags {flags:#04x} and block {block} set on raw values")
-    size = data_size(shape, dtype, width, block)
-    if len(data) != size:
-        raise fail(f"{len(data)} bytes where header and shape imply {size} (truncated or padded)")
-    payload = memoryview(data)[HEADER.size :]
+    if config is not None and encoding != (wanted := config.encoding(shape, dtype)):
+        raise fail(f"sent as {array.stype!r} where this run sends {wanted.stype!r}")
+    width = encoding.bits
+    # bits <= 8 quantizes only the larger tensors; the others travel at float_bits.
+    float_sized = bits in QUANTIZED_BITS and width in FLOAT_BITS
     if not dtype.is_floating_point:
+        if width is not None:
+            raise fail(f"{array.dtype} values encoded at {width} bits; integers travel raw")
+    elif width is None:
+        raise fail(f"raw encoding for {array.dtype} values; floats state their bits")
+    elif bits is not None and width != bits and not float_sized:
+        raise fail(f"bit-width {width} where the update was to be sent at {bits} bits")
+    data = array.data
+    size = data_size(shape, dtype, encoding)
+    if len(data) != size:
+        raise fail(f"{len(data)} bytes where stype and shape imply {size} (truncated or padded)")
+    payload = memoryview(data)
+    if width is None:
         return _frombuffer(payload, dtype).view(shape)
-    if not quantized:
+    if not encoding.quantized:
         values = _frombuffer(payload, torch.float16 if width == 16 else torch.float32)
         if not torch.isfinite(values).all():
             raise fail("non-finite values")
         return values.to(torch.float32).view(shape)
     count = math.prod(shape)
+    block = encoding.block
     blocks = -(-count // block)
     scales = _frombuffer(payload[: 2 * blocks], torch.bfloat16)
     if not (torch.isfinite(scales).all() and (scales >= 0).all()):

@@ -1,4 +1,4 @@
-"""`fedland simulate`: a federated run on Flower's Simulation Engine."""
+"""`fedland simulate` and `fedland sweep`: federated runs on Flower's Simulation Engine."""
 
 from __future__ import annotations
 
@@ -20,6 +20,50 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     simulate.add_argument("--out", type=Path, help="run folder (default: federation.out)")
     simulate.set_defaults(handler=simulate_command)
 
+    sweep = commands.add_parser(
+        "sweep",
+        help="the same federation once per uplink bit-width (and seed, and variant)",
+        description="Runs the experiment (default: the quickstart) once per --bits value, "
+        "seed and --vary combination; resumes an interrupted sweep; writes sweep.csv, "
+        "sweep.md, comm_vs_accuracy.png and accuracy_by_round.png.",
+    )
+    add_config_arguments(sweep)
+    sweep.add_argument("--bits", type=_bits_list, default=[32, 16, 8, 4, 2, 1],
+                       help="uplink bit-widths (default 32,16,8,4,2,1)")  # fmt: skip
+    sweep.add_argument(
+        "--downlink-bits",
+        type=_bits_list,
+        help="one width for all, or one per --bits value (default: as the uplink, at least 4)",
+    )
+    sweep.add_argument("--seeds", type=int, default=1, help="seeds per setting (1)")
+    sweep.add_argument(
+        "--vary",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="also sweep a config key, e.g. --vary codec.error_feedback=true,false (repeatable)",
+    )
+    sweep.add_argument("--target", type=float, help="metric to reach (default: float32's +-5%%)")
+    sweep.add_argument("--parallel", type=int, default=1, help="runs at once (1)")
+    sweep.add_argument("--out", type=Path, required=True, help="sweep folder")
+    sweep.set_defaults(handler=sweep_command)
+
+
+def _bits_list(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+
+
+def _variant(text: str) -> tuple[str, list[str]]:
+    key, sep, values = text.partition("=")
+    if not sep or not key.strip() or not values.strip():
+        raise ValueError(f"--vary {text!r} is not of the form key.sub=value1,value2")
+    return key.strip(), [value.strip() for value in values.split(",")]
+
 
 def simulate_command(args: argparse.Namespace) -> int:
     from fedland.config import load_config
@@ -40,4 +84,32 @@ def simulate_command(args: argparse.Namespace) -> int:
         f"{summary['rounds']} rounds in {summary['wall_seconds']:.0f} s; traffic "
         f"{summary['total_ratio']:.1f}x less than float32; results in {out}"
     )
+    return 0
+
+
+def sweep_command(args: argparse.Namespace) -> int:
+    import shlex
+    import sys
+
+    from fedland.config import load_config
+    from fedland.federation.settings import QUICKSTART
+    from simulations import report
+    from simulations.sweep import plan, run_sweep
+
+    config = load_config(args.config or QUICKSTART, args.overrides)
+    points = plan(args.bits, args.downlink_bits, args.seeds, [_variant(v) for v in args.vary])
+    args.out.mkdir(parents=True, exist_ok=True)
+    print(f"{len(points)} run(s), {args.parallel} at a time, in {args.out}")
+    results = run_sweep(config, points, args.out, args.parallel)
+    metric = results[0].summary["metric"]
+    target = args.target if args.target is not None else report.default_target(results)
+    rows = report.csv_rows(results, target)
+    report.write_csv(rows, args.out / "sweep.csv")
+    command = "fedland " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    keys = report.variant_keys(results)
+    table = report.markdown(rows, keys, metric, target, command)
+    (args.out / "sweep.md").write_text(table)
+    plots = report.plot(results, target, args.out)
+    print(table)
+    print(f"wrote {args.out / 'sweep.csv'}, {args.out / 'sweep.md'}, " + ", ".join(map(str, plots)))
     return 0
