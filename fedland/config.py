@@ -118,7 +118,7 @@ class CodecSection:
     block_size: int = 256
     stochastic: bool = True  # stochastic (unbiased) or nearest rounding
     error_feedback: bool = True  # clients keep the uplink residual across rounds
-    float_bits: int = 16  # tensors that are not quantized (BatchNorm, small ones): 16 or 32
+    float_bits: int = 16  # tensors not quantized at the uplink width (BatchNorm, small): 8, 16, 32
     min_quantize_size: int = 1024  # tensors with fewer elements travel as floats
     node_uplink_bits: bool = False  # nodes may pick their own uplink bits (node config)
 
@@ -130,6 +130,7 @@ class FederationSection:
     rounds: int = 10
     local_epochs: int = 1
     local_batches: int | None = None  # cap on batches per round (None: whole epochs)
+    lr_milestones: list[int] = field(default_factory=list)  # rounds after which lr *= lr_factor
     fraction_train: float = 1.0
     min_train_nodes: int = 2
     min_available_nodes: int = 2

@@ -32,7 +32,8 @@ def train_locally(
     config: ExperimentConfig, node: NodeSettings, weights: Weights, server_round: int
 ) -> LocalResult:
     """`federation.local_epochs` passes over the node's data (at most `local_batches`
-    batches each), starting from `weights`; a fresh RMSprop state every round."""
+    batches each), starting from `weights`; a fresh RMSprop state every round, its learning
+    rate multiplied by `train.lr_factor` after each of `federation.lr_milestones`."""
     started = time.perf_counter()
     # As many threads as the client has CPUs: more would oversubscribe the cores that the
     # Simulation Engine shares among clients running at once.
@@ -47,12 +48,14 @@ def train_locally(
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     settings = config.train
+    federation = config.federation
+    decays = sum(milestone < server_round for milestone in federation.lr_milestones)
+    lr = settings.lr * settings.lr_factor**decays
     optimizer = make_optimizer(
-        model, settings.lr, settings.rmsprop_alpha, settings.rmsprop_eps, settings.weight_decay
+        model, lr, settings.rmsprop_alpha, settings.rmsprop_eps, settings.weight_decay
     )
     batch = min(settings.batch_size, len(dataset))
     loader = make_loader(dataset, batch, True, config.data.workers, seed)
-    federation = config.federation
     loss_sum, images = 0.0, 0
     for epoch in range(federation.local_epochs):
         dataset.set_epoch(server_round * federation.local_epochs + epoch)
