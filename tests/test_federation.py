@@ -296,3 +296,35 @@ def test_poses_with_natural_partitions_report_pckh(tmp_path):
     assert len(stats["partitions"]) == 4
     row = _rows(tmp_path)[-1]
     assert row["accepted"] == 4 and 0 <= row["pckh"] <= 100
+
+
+def test_nodes_may_choose_their_own_uplink_bits(tmp_path):
+    config = _config(
+        tmp_path,
+        "partition.num_partitions=2",
+        "federation.rounds=1",
+        "codec.uplink_bits=4",
+        "codec.node_uplink_bits=true",
+    )
+    grid = LoopbackGrid(2)
+    grid.contexts[1].node_config["uplink-bits"] = 2  # a slow link
+    grid.contexts[2].node_config["uplink-bits"] = 8  # a fast one
+    sent = {}
+
+    def record(node, reply):
+        sent[node] = {array.stype.split(";")[1] for array in reply.content["arrays"].values()}
+        return reply
+
+    grid.tamper = record
+    run_federation(grid, config)
+    assert "bits=2" in sent[1] and "bits=8" in sent[2]
+    assert _rows(tmp_path)[1]["accepted"] == 2
+
+    config.codec.node_uplink_bits = False
+    run_federation(LoopbackGrid(2, lambda n, r: r), config)  # fine: both use the run's bits
+    grid = LoopbackGrid(2)
+    grid.contexts[1].node_config["uplink-bits"] = 2
+    run_federation(grid, config)
+    row = _rows(tmp_path)[1]
+    assert row["accepted"] == 1 and row["rejected"] == 1
+    assert "this run uses 4 bits" in row["rejections"][0]
