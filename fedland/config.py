@@ -138,6 +138,7 @@ class FederationSection:
     client_cpus: float = 1.0  # Simulation Engine resources per client
     client_gpus: float = 0.0
     out: str = "runs/simulate"
+    resume: bool = False  # continue the run in `out` from its last checkpointed round
 
 
 @dataclass

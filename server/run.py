@@ -15,7 +15,7 @@ from flwr.app import ArrayRecord, MetricRecord
 from flwr.serverapp import Grid
 
 from fedland.centralized import evaluate_model, flip_test_enabled
-from fedland.config import ExperimentConfig
+from fedland.config import ConfigError, ExperimentConfig
 from fedland.data.dataset import LandmarkDataset
 from fedland.data.heatmaps import HeatmapCodec
 from fedland.data.partition import format_partition_table, partition_statistics
@@ -23,11 +23,11 @@ from fedland.data.sources import eval_split, load_split
 from fedland.evaluation import primary_metric
 from fedland.federation.client_data import partitions
 from fedland.federation.downlink import Broadcaster
-from fedland.federation.ledger import RoundLedger, RunWriter
+from fedland.federation.ledger import RoundLedger, RunWriter, read_rows
 from fedland.federation.settings import check_experiment, downlink_codec, experiment_to_text
 from fedland.federation.weights import float_state, from_record, load_float_state, to_record
 from fedland.model import DUNet
-from fedland.model.checkpoint import save_checkpoint
+from fedland.model.checkpoint import load_checkpoint, save_checkpoint
 from fedland.train import resolve_device
 from server.strategy import QuantizedFedAvg
 
@@ -35,10 +35,12 @@ from server.strategy import QuantizedFedAvg
 def run_federation(grid: Grid, config: ExperimentConfig) -> dict:
     """Run `federation.rounds` rounds; returns the summary written to `summary.json`."""
     out = Path(config.federation.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.jsonl").unlink(missing_ok=True)
-    (out / "config.yaml").write_text(experiment_to_text(config))
     check_experiment(config)  # configuration errors surface before any node is contacted
+    out.mkdir(parents=True, exist_ok=True)
+    resumed = _checkpoint_to_resume(out, config)
+    if resumed is None:
+        (out / "metrics.jsonl").unlink(missing_ok=True)
+    (out / "config.yaml").write_text(experiment_to_text(config))
 
     train_records, _, meta = load_split(config.data, config.data.train_split)
     parts = partitions(train_records, config, config.partition.num_partitions)
@@ -61,8 +63,9 @@ def run_federation(grid: Grid, config: ExperimentConfig) -> dict:
     torch.manual_seed(config.train.seed)
     model = DUNet(config.model.build(meta.num_landmarks))
     weights = float_state(model)
-    broadcaster = Broadcaster(weights, downlink_codec(config))
+    broadcaster = Broadcaster(weights, downlink_codec(config), config.train.seed)
     federation = config.federation
+    done = 0
     strategy = QuantizedFedAvg(
         broadcaster,
         config,
@@ -71,9 +74,17 @@ def run_federation(grid: Grid, config: ExperimentConfig) -> dict:
         min_available_nodes=federation.min_available_nodes,
     )
     writer = RunWriter(out, metric, config.to_dict())
+    if resumed is not None:
+        done = _resume(resumed, broadcaster, model, writer, out)
+        weights = float_state(model)
+        strategy.round_offset = done
+        _say(f"resuming after round {done} of {federation.rounds} from {out / 'global.pt'}")
     clock = {"last": time.perf_counter()}
 
-    def evaluate(server_round: int, arrays: ArrayRecord) -> MetricRecord:
+    def evaluate(server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
+        if server_round == 0 and done:
+            return None  # the checkpointed round, evaluated and recorded before
+        server_round += done
         load_float_state(model, from_record(arrays))
         model.to(device)
         results = evaluate_model(
@@ -96,6 +107,7 @@ def run_federation(grid: Grid, config: ExperimentConfig) -> dict:
             round=server_round,
             broadcast=broadcaster.model,
             config=config.to_dict(),
+            elapsed=time.perf_counter() - writer.started,
         )
         _say(_progress(row, metric, federation.rounds))
         return MetricRecord({metric: float(results[metric])})
@@ -103,7 +115,7 @@ def run_federation(grid: Grid, config: ExperimentConfig) -> dict:
     strategy.start(
         grid=grid,
         initial_arrays=to_record(weights),
-        num_rounds=federation.rounds,
+        num_rounds=federation.rounds - done,
         timeout=federation.round_timeout,
         evaluate_fn=evaluate,
     )
@@ -116,6 +128,40 @@ def run_federation(grid: Grid, config: ExperimentConfig) -> dict:
         f"({_times(summary['downlink_ratio'])}); results in {out}"
     )
     return summary
+
+
+def _checkpoint_to_resume(out: Path, config: ExperimentConfig) -> dict | None:
+    """The last checkpoint, when `federation.resume` asks for it and there is one."""
+    path = out / "global.pt"
+    if not config.federation.resume or not path.is_file():
+        return None
+    _, payload = load_checkpoint(path)
+    if payload["round"] == 0:  # stopped before any round ended: start afresh
+        return None
+    saved = dict(payload["config"])
+    planned = config.to_dict()
+    for settings in (saved, planned):  # a resumed run may extend the rounds
+        settings["federation"] = {**settings["federation"], "rounds": 0, "resume": False}
+    if saved != planned:
+        raise ConfigError(f"{path}: the run there has other settings; it cannot be resumed")
+    if payload["round"] >= config.federation.rounds:
+        raise ConfigError(
+            f"{path}: already {payload['round']} rounds; set federation.rounds higher to go on"
+        )
+    return payload
+
+
+def _resume(
+    payload: dict, broadcaster: Broadcaster, model: DUNet, writer: RunWriter, out: Path
+) -> int:
+    """Restore the global model, the broadcast and the rows up to the checkpointed round."""
+    done = int(payload["round"])
+    model.load_state_dict(payload["model"])
+    broadcaster.restore(float_state(model), payload["broadcast"], done)
+    rows = [row for row in read_rows(out / "metrics.jsonl") if row["round"] <= done]
+    (out / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    writer.resume(rows, payload.get("elapsed", 0.0))
+    return done
 
 
 def _progress(row: dict, metric: str, rounds: int) -> str:

@@ -51,12 +51,14 @@ class QuantizedFedAvg(FedAvg):
         self.uplink_bits = experiment.codec.uplink_bits
         self.node_uplink_bits = experiment.codec.node_uplink_bits
         self.ledger = RoundLedger()
+        self.round_offset = 0  # rounds done before this start (a resumed run)
         self._expected = shapes(broadcaster.exact)
         self._fp32_update = fp32_bytes(broadcaster.exact)
 
     def configure_train(
         self, server_round: int, arrays, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
+        server_round += self.round_offset
         sampled = list(super().configure_train(server_round, arrays, config, grid))
         self.ledger = RoundLedger()
         self.broadcaster.advance(server_round)
@@ -78,6 +80,7 @@ class QuantizedFedAvg(FedAvg):
         return messages
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]):
+        server_round += self.round_offset
         ledger = self.ledger
         accepted: list[tuple[Weights, float, MetricRecord]] = []
         replied: set[int] = set()

@@ -328,3 +328,33 @@ def test_nodes_may_choose_their_own_uplink_bits(tmp_path):
     row = _rows(tmp_path)[1]
     assert row["accepted"] == 1 and row["rejected"] == 1
     assert "this run uses 4 bits" in row["rejections"][0]
+
+
+def test_a_restarted_server_resumes_without_losing_a_round(tmp_path):
+    extra = ["partition.num_partitions=2", "codec.uplink_bits=4", "codec.downlink_bits=8"]
+    straight = _config(tmp_path / "straight", *extra, "federation.rounds=3")
+    run_federation(LoopbackGrid(2), straight)
+
+    grid = LoopbackGrid(2)  # the SuperNodes live on while the server restarts
+    run_federation(grid, _config(tmp_path / "resumed", *extra, "federation.rounds=2"))
+    resumed = _config(tmp_path / "resumed", *extra, "federation.rounds=3")
+    resumed.federation.resume = True
+    run_federation(grid, resumed)
+
+    rows = _rows(tmp_path / "resumed")
+    assert [row["round"] for row in rows] == [0, 1, 2, 3]
+    assert [r["nme"] for r in rows] == [r["nme"] for r in _rows(tmp_path / "straight")]
+    assert rows[3]["full_downloads"] == 2  # after a restart no node is known to hold B
+    one, _ = load_checkpoint(tmp_path / "straight" / "run" / "final.pt")
+    two, _ = load_checkpoint(tmp_path / "resumed" / "run" / "final.pt")
+    for name, value in one.state_dict().items():
+        assert torch.equal(value, two.state_dict()[name]), name
+
+
+def test_resume_refuses_a_run_with_other_settings(tmp_path):
+    settings = ["partition.num_partitions=2", "federation.rounds=1"]
+    run_federation(LoopbackGrid(2), _config(tmp_path, *settings))
+    other = _config(tmp_path, *settings, "codec.uplink_bits=2")
+    other.federation.resume = True
+    with pytest.raises(ValueError, match="other settings"):
+        run_federation(LoopbackGrid(2), other)

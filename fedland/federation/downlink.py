@@ -35,9 +35,10 @@ class Payload:
 class Broadcaster:
     """Server side of the downlink."""
 
-    def __init__(self, weights: Weights, config: CodecConfig) -> None:
+    def __init__(self, weights: Weights, config: CodecConfig, seed: int = 0) -> None:
         self.exact = {name: value.clone() for name, value in weights.items()}
         self.config = config
+        self.seed = seed
         self.model: Weights | None = None  # B, once broadcast
         self.round = 0  # the broadcast round B belongs to
         self.holders: set[int] = set()  # nodes known to hold B of `self.round`
@@ -50,16 +51,26 @@ class Broadcaster:
     def advance(self, server_round: int) -> None:
         """Compute this round's B and its payloads."""
         self._delta = self._first = self._full = None
+        # Rounding noise drawn from (seed, round): a resumed run broadcasts what the
+        # uninterrupted run would have.
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + server_round)
         if self.config.bits == 32:
             self.model = {name: value.clone() for name, value in self.exact.items()}
         elif self.model is None:
-            self._first, self.model = encode_and_reconstruct(self.exact, self.config)
+            self._first, self.model = encode_and_reconstruct(self.exact, self.config, generator)
         else:
             step = {name: self.exact[name] - self.model[name] for name in self.exact}
-            self._delta, decoded = encode_and_reconstruct(step, self.config)
+            self._delta, decoded = encode_and_reconstruct(step, self.config, generator)
             self.model = {name: self.model[name] + decoded[name] for name in self.model}
         self._previous_holders, self.holders = self.holders, set()
         self._previous_round, self.round = self.round, server_round
+
+    def restore(self, exact: Weights, model: Weights, server_round: int) -> None:
+        """State of a checkpointed round; no node is known to hold its B any more."""
+        self.exact = {name: value.clone() for name, value in exact.items()}
+        self.model = {name: value.clone() for name, value in model.items()}
+        self.round = server_round
+        self.holders = set()
 
     def payload(self, node_id: int) -> Payload:
         """The cheapest payload that lets `node_id` rebuild this round's B exactly."""
