@@ -21,3 +21,23 @@ def tiny() -> dict:
 
 def images(batch: int = 2, size: int = 64) -> torch.Tensor:
     return torch.rand(batch, 3, size, size)
+
+
+# `--set` overrides of a tiny experiment (one-U-Net DU-Net, 64 px) and of a tiny federation on
+# 48 synthetic images with one batch per round: federated tests run in seconds.
+TINY_MODEL = [
+    "model.num_unets=1",
+    "model.order=0",
+    "model.width=16",
+    "model.growth=8",
+    "model.neck=2",
+    "model.input_size=64",
+]
+TINY_FEDERATION = [
+    *TINY_MODEL,
+    "data.synthetic.num=48",
+    "data.synthetic.image_size=64",
+    "federation.local_batches=1",
+    "partition.scheme=iid",
+    "partition.min_partition_size=1",
+]

@@ -30,22 +30,9 @@ from fedland.federation.weights import shapes, to_record
 from fedland.model.checkpoint import load_checkpoint
 from server.run import run_federation
 from server.strategy import QuantizedFedAvg
+from tests.conftest import TINY_FEDERATION
 
-TINY = [
-    "model.num_unets=1",
-    "model.order=0",
-    "model.width=16",
-    "model.growth=8",
-    "model.neck=2",
-    "model.input_size=64",
-    "data.synthetic.num=48",
-    "data.synthetic.image_size=64",
-    "data.workers=0",
-    "train.batch_size=4",
-    "federation.local_batches=1",
-    "partition.scheme=iid",
-    "partition.min_partition_size=1",
-]
+TINY = [*TINY_FEDERATION, "data.workers=0", "train.batch_size=4"]
 
 
 def _config(tmp_path, *extra):

@@ -15,6 +15,7 @@ import pytest
 
 from fedland.cli import main
 from simulations.harness import PROJECT_ROOT, flower_environment, stop_process_tree
+from tests.conftest import TINY_FEDERATION
 
 pytestmark = pytest.mark.slow
 
@@ -35,20 +36,10 @@ def _started_since(moment: float) -> list[str]:
 def test_simulate_runs_two_clients_for_two_rounds_and_stops_everything(tmp_path, capsys):
     started = time.time()
     out = tmp_path / "run"
-    args = [
-        "simulate", "--out", str(out),
-        "--set", "federation.rounds=2",
-        "--set", "partition.num_partitions=2",
-        "--set", "partition.scheme=iid",
-        "--set", "federation.local_batches=2",
-        "--set", "data.synthetic.num=48",
-        "--set", "data.synthetic.image_size=64",
-        "--set", f"data.synthetic.cache_dir={tmp_path / 'cache'}",
-        "--set", "model.num_unets=1",
-        "--set", "model.width=16",
-        "--set", "model.growth=8",
-        "--set", "model.order=0",
-    ]  # fmt: skip
+    args = ["simulate", "--out", str(out)]
+    settings = [*TINY_FEDERATION, "federation.rounds=2", "partition.num_partitions=2"]
+    for override in [*settings, f"data.synthetic.cache_dir={tmp_path / 'cache'}"]:
+        args += ["--set", override]
     assert main(args) == 0
     shown = capsys.readouterr().out
     assert "round 2/2" in shown and "results in" in shown
@@ -81,20 +72,8 @@ def test_flwr_run_runs_the_same_apps_from_pyproject(tmp_path):
     home.mkdir()
     env = flower_environment(home)
     out = tmp_path / "run"
-    overrides = " ".join(
-        [
-            "data.synthetic.num=48",
-            "data.synthetic.image_size=64",
-            f"data.synthetic.cache_dir={tmp_path / 'cache'}",
-            "model.num_unets=1",
-            "model.order=0",
-            "model.width=16",
-            "model.growth=8",
-            "federation.local_batches=1",
-            "partition.scheme=iid",
-            "partition.num_partitions=2",
-        ]
-    )
+    cache = f"data.synthetic.cache_dir={tmp_path / 'cache'}"
+    overrides = " ".join([*TINY_FEDERATION, cache, "partition.num_partitions=2"])
     command = [
         str(Path(sys.executable).with_name("flwr")), "run", str(PROJECT_ROOT),
         "--run-config", f"num-server-rounds=1 out='{out}' set='{overrides}'",

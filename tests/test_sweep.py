@@ -9,19 +9,9 @@ import pytest
 
 from fedland.cli import main
 from simulations.sweep import SweepPoint, default_downlink, plan
+from tests.conftest import TINY_FEDERATION
 
-TINY = [
-    "federation.rounds=2",
-    "partition.num_partitions=2",
-    "partition.scheme=iid",
-    "federation.local_batches=1",
-    "data.synthetic.num=48",
-    "data.synthetic.image_size=64",
-    "model.num_unets=1",
-    "model.order=0",
-    "model.width=16",
-    "model.growth=8",
-]
+TINY = [*TINY_FEDERATION, "federation.rounds=2", "partition.num_partitions=2"]
 
 
 def test_plan_covers_every_bit_width_seed_and_variant():

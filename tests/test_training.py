@@ -10,15 +10,7 @@ import torch
 from fedland.centralized import RunFolderError, build_data, train
 from fedland.cli import main
 from fedland.config import load_config
-
-TINY_MODEL = [
-    "model.num_unets=1",
-    "model.order=0",
-    "model.width=16",
-    "model.growth=8",
-    "model.neck=2",
-    "model.input_size=64",
-]
+from tests.conftest import TINY_MODEL
 
 
 def _config(tmp_path, dataset="300w", *extra):
