@@ -1,0 +1,159 @@
+"""Flower's Deployment Engine for real: a SuperLink with TLS and SuperNode authentication and
+SuperNodes as separate processes on loopback, started with `fedland deploy`, running the
+project's apps with `flwr run`. Every process started is stopped by its id, also when a test
+fails."""
+
+from __future__ import annotations
+
+import json
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from fedland.deployment import write_certificates, write_connection, write_node_key
+from simulations.harness import PROJECT_ROOT, flower_environment, free_ports, stop_process_tree
+from tests.conftest import TINY_FEDERATION
+
+pytestmark = pytest.mark.slow
+CONNECTION = "fedland"
+
+
+class Federation:
+    """A SuperLink and SuperNodes started as `fedland deploy` processes."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.certs = write_certificates(root / "certs")
+        self.home = root / "flwr-home"
+        self.env = flower_environment(self.home)
+        (self.port,) = free_ports(1)
+        write_connection(self.home, CONNECTION, f"127.0.0.1:{self.port}", self.certs["ca"])
+        self.processes: dict[str, subprocess.Popen] = {}
+
+    def start(self, name: str, *args: str) -> subprocess.Popen:
+        log = (self.root / f"{name}.log").open("w")
+        command = [sys.executable, "-m", "fedland.cli", "deploy", *args]
+        process = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        self.processes[name] = process
+        return process
+
+    def log(self, name: str) -> str:
+        return (self.root / f"{name}.log").read_text()
+
+    def start_superlink(self) -> None:
+        self.start("superlink", "superlink", "--certs", str(self.root / "certs"),
+                   "--host", "127.0.0.1", "--port", str(self.port))  # fmt: skip
+        context = ssl.create_default_context(cafile=str(self.certs["ca"]))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                url = f"https://127.0.0.1:{self.port}/health"
+                with urllib.request.urlopen(url, context=context, timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.3)
+        raise AssertionError("the SuperLink did not come up:\n" + self.log("superlink"))
+
+    def flwr(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        tool = str(Path(sys.executable).with_name("flwr"))
+        return subprocess.run(
+            [tool, *args], env=self.env, capture_output=True, text=True, timeout=timeout
+        )
+
+    def register(self, public_key: Path) -> None:
+        result = self.flwr("supernode", "register", str(public_key), CONNECTION, "--format", "json")
+        assert json.loads(result.stdout)["success"], result.stdout + result.stderr
+
+    def start_supernode(self, name: str, key: Path, partition: int, count: int) -> None:
+        (port,) = free_ports(1)
+        self.start(name, "supernode", "--superlink", f"127.0.0.1:{self.port}",
+                   "--ca", str(self.certs["ca"]), "--key", str(key), "--port", str(port),
+                   "--partition-id", str(partition), "--num-partitions", str(count))  # fmt: skip
+
+    def run(self, out: Path, rounds: int, *settings: str) -> subprocess.CompletedProcess:
+        cache = f"data.synthetic.cache_dir={self.root / 'cache'}"
+        overrides = " ".join([*TINY_FEDERATION, cache, "partition.num_partitions=2", *settings])
+        run_config = f"num-server-rounds={rounds} out='{out}' set='{overrides}'"
+        return self.flwr("run", str(PROJECT_ROOT), CONNECTION, "--run-config", run_config,
+                         "--stream", timeout=400)  # fmt: skip
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            stop_process_tree(process.pid)
+            process.wait()
+
+
+@pytest.fixture
+def federation(tmp_path):
+    federation = Federation(tmp_path)
+    try:
+        yield federation
+    finally:
+        federation.stop()
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.is_file() else []
+
+
+def _keys(root: Path, *names: str) -> dict[str, tuple[Path, Path]]:
+    return {name: write_node_key(root / "keys", name) for name in names}
+
+
+def test_tls_and_node_authentication_two_nodes_two_rounds(federation, tmp_path):
+    keys = _keys(tmp_path, "node1", "node2", "stranger")
+    federation.start_superlink()
+    federation.register(keys["node1"][1])
+    federation.register(keys["node2"][1])
+    federation.start_supernode("node1", keys["node1"][0], 0, 2)
+    federation.start_supernode("node2", keys["node2"][0], 1, 2)
+
+    federation.start_supernode("stranger", keys["stranger"][0], 0, 2)  # never registered
+    assert federation.processes["stranger"].wait(timeout=60) != 0
+    assert "2004" in federation.log("stranger") or "412" in federation.log("superlink")
+
+    out = tmp_path / "run"
+    result = federation.run(out, 2)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [row["round"] for row in rows] == [0, 1, 2]
+    assert all(row["accepted"] == 2 for row in rows[1:])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["uplink_ratio"] > 3  # the quickstart's 4-bit uplink
+    for name in ("superlink", "node1", "node2"):
+        assert "PRIVATE KEY" not in federation.log(name)
+
+
+def test_a_supernode_killed_mid_run_does_not_stop_the_run(federation, tmp_path):
+    keys = _keys(tmp_path, "node1", "node2")
+    federation.start_superlink()
+    for index, name in enumerate(keys):
+        federation.register(keys[name][1])
+        federation.start_supernode(name, keys[name][0], index, 2)
+    out = tmp_path / "run"
+    settings = ["federation.min_train_nodes=1", "federation.min_available_nodes=1",
+                "federation.round_timeout=20"]  # fmt: skip
+    done = {}
+    thread = threading.Thread(target=lambda: done.update(result=federation.run(out, 3, *settings)))
+    thread.start()
+    metrics = out / "metrics.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and len(_lines(metrics)) < 2:  # round 1 recorded
+        time.sleep(0.5)
+    node = federation.processes["node2"]
+    node.kill()
+    node.wait()
+    thread.join(timeout=400)
+    result = done["result"]
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    rows = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert [row["round"] for row in rows] == [0, 1, 2, 3]
+    assert rows[1]["accepted"] == 2
+    assert all(row["accepted"] >= 1 for row in rows[2:])
+    assert any(row["accepted"] == 1 for row in rows[2:])
