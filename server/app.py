@@ -13,4 +13,4 @@ app = ServerApp()
 
 @app.main()
 def main(grid: Grid, context: Context) -> None:
-    run_federation(grid, experiment_from_run_config(dict(context.run_config)))
+    run_federation(grid, experiment_from_run_config(dict(context.run_config)), context.run_id)

@@ -32,8 +32,9 @@ from fedland.train import resolve_device
 from server.strategy import QuantizedFedAvg
 
 
-def run_federation(grid: Grid, config: ExperimentConfig) -> dict:
-    """Run `federation.rounds` rounds; returns the summary written to `summary.json`."""
+def run_federation(grid: Grid, config: ExperimentConfig, run_id: int | None = None) -> dict:
+    """Run `federation.rounds` rounds; returns the summary written to `summary.json`
+    (`run_id`, Flower's id of the run, lets `fedland deploy traffic` find its traffic)."""
     out = Path(config.federation.out)
     check_experiment(config)  # configuration errors surface before any node is contacted
     out.mkdir(parents=True, exist_ok=True)
@@ -73,7 +74,7 @@ def run_federation(grid: Grid, config: ExperimentConfig) -> dict:
         min_train_nodes=federation.min_train_nodes,
         min_available_nodes=federation.min_available_nodes,
     )
-    writer = RunWriter(out, metric, config.to_dict())
+    writer = RunWriter(out, metric, config.to_dict(), run_id)
     if resumed is not None:
         done = _resume(resumed, broadcaster, model, writer, out)
         weights = float_state(model)

@@ -124,8 +124,14 @@ def test_tls_and_node_authentication_two_nodes_two_rounds(federation, tmp_path):
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [row["round"] for row in rows] == [0, 1, 2]
     assert all(row["accepted"] == 2 for row in rows[1:])
+    tool = [sys.executable, "-m", "fedland.cli", "deploy", "traffic", "--run", str(out)]
+    traffic = subprocess.run(tool, env=federation.env, capture_output=True, text=True)
+    assert traffic.returncode == 0, traffic.stdout + traffic.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["uplink_ratio"] > 3  # the quickstart's 4-bit uplink
+    wire = summary["network_traffic"]
+    payload = summary["uplink_bytes"] + summary["downlink_bytes"]
+    assert wire["inbound_bytes"] > 0 and wire["total_bytes"] >= payload
     for name in ("superlink", "node1", "node2"):
         assert "PRIVATE KEY" not in federation.log(name)
 

@@ -63,6 +63,13 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     node.add_argument("--memory-efficient", choices=["true", "false"])
     node.set_defaults(handler=supernode_command)
 
+    traffic = actions.add_parser(
+        "traffic", help="add the SuperLink's network traffic of a run to its summary.json"
+    )
+    traffic.add_argument("--run", type=Path, required=True, help="the run folder (its out)")
+    traffic.add_argument("--connection", default="fedland", help="flwr connection (fedland)")
+    traffic.set_defaults(handler=traffic_command)
+
 
 def certs_command(args: argparse.Namespace) -> int:
     from fedland.deployment import write_certificates
@@ -122,3 +129,40 @@ def _exec(command: list[str]) -> NoReturn:
         raise FileNotFoundError(f"{command[0]} not found: is flwr installed here?")
     os.environ.setdefault("FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION", "1")
     os.execv(program, command)
+
+
+def traffic_command(args: argparse.Namespace) -> int:
+    """`flwr list` reports the bytes the SuperLink exchanged for a run (payload plus message
+    framing, without TLS); they go into the summary beside the payload counters."""
+    import json
+    import subprocess
+
+    summary_path = args.run / "summary.json"
+    if not summary_path.is_file():
+        raise FileNotFoundError(f"{summary_path}: no such file (has the run finished?)")
+    summary = json.loads(summary_path.read_text())
+    if summary.get("run_id") is None:
+        raise ValueError(f"{summary_path}: no run_id (not a run of the Flower apps)")
+    command = ["flwr", "list", args.connection, "--run-id", str(summary["run_id"])]
+    result = subprocess.run(
+        [*command, "--format", "json"], capture_output=True, text=True, timeout=120
+    )
+    try:
+        (run,) = json.loads(result.stdout)["runs"]
+        traffic = run["network-traffic"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"`{' '.join(command)}` did not list the run: {result.stdout}") from error
+    summary["network_traffic"] = {
+        "inbound_bytes": int(traffic["inbound-bytes"]),
+        "outbound_bytes": int(traffic["outbound-bytes"]),
+        "total_bytes": int(traffic["total-bytes"]),
+    }
+    summary_path.write_text(json.dumps(summary, indent=2))
+    payload = summary["uplink_bytes"] + summary["downlink_bytes"]
+    total = summary["network_traffic"]["total_bytes"]
+    ratio = total / payload if payload else float("nan")
+    print(
+        f"run {summary['run_id']}: SuperLink traffic {total:,} B against {payload:,} B of "
+        f"payload ({ratio:.3f}x); in {summary_path}"
+    )
+    return 0

@@ -41,7 +41,10 @@ class RoundLedger:
 class RunWriter:
     """Appends a line per round to `metrics.jsonl` and rewrites `summary.json`."""
 
-    def __init__(self, out: Path, metric: str, config: dict[str, Any]) -> None:
+    def __init__(
+        self, out: Path, metric: str, config: dict[str, Any], run_id: int | None = None
+    ) -> None:
+        self.run_id = run_id
         self.out = out
         self.metric = metric
         self.config = config
@@ -77,6 +80,7 @@ class RunWriter:
             "rejected": sum(row["rejected"] for row in trained),
             "failed": sum(row["failed"] for row in trained),
             "wall_seconds": time.perf_counter() - self.started,
+            "run_id": self.run_id,
             "config": self.config,
         }
         (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
