@@ -15,7 +15,7 @@ from flwr.app import ArrayRecord, MetricRecord
 from flwr.serverapp import Grid
 
 from fedland.centralized import evaluate_model, flip_test_enabled
-from fedland.config import ConfigError, ExperimentConfig
+from fedland.config import ConfigError, ExperimentConfig, load_config_dict
 from fedland.data.dataset import LandmarkDataset
 from fedland.data.heatmaps import HeatmapCodec
 from fedland.data.partition import format_partition_table, partition_statistics
@@ -139,7 +139,7 @@ def _checkpoint_to_resume(out: Path, config: ExperimentConfig) -> dict | None:
     _, payload = load_checkpoint(path)
     if payload["round"] == 0:  # stopped before any round ended: start afresh
         return None
-    saved = dict(payload["config"])
+    saved = load_config_dict(payload["config"]).to_dict()  # later settings: their defaults
     planned = config.to_dict()
     for settings in (saved, planned):  # a resumed run may extend the rounds
         settings["federation"] = {**settings["federation"], "rounds": 0, "resume": False}

@@ -22,7 +22,7 @@ import yaml
 
 from fedland.config import ConfigError, ExperimentConfig, load_config_dict
 from fedland.federation.ledger import read_rows
-from fedland.federation.settings import check_experiment, experiment_to_text
+from fedland.federation.settings import check_experiment
 from simulations.harness import simulate
 
 RUNS = "runs"
@@ -145,13 +145,19 @@ def run_sweep(
 
 
 def _finished(folder: Path, config: ExperimentConfig) -> bool:
-    """A complete run of exactly these settings is already there."""
+    """A complete run of exactly these settings is already there (settings added to fedland
+    since that run count with their defaults)."""
     summary, saved = folder / "summary.json", folder / "config.yaml"
     if not summary.is_file() or not saved.is_file():
         return False
-    planned = yaml.safe_load(experiment_to_text(config))
-    planned["federation"]["out"] = str(folder.resolve())
-    if yaml.safe_load(saved.read_text()) != planned:
+    planned = dataclasses.replace(
+        config, federation=dataclasses.replace(config.federation, out=str(folder.resolve()))
+    )
+    try:
+        existing = load_config_dict(yaml.safe_load(saved.read_text()) or {})
+    except ConfigError:
+        existing = None
+    if existing != planned:
         raise ConfigError(
             f"{folder} holds a run with other settings; choose another --out or remove it"
         )
