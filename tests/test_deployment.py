@@ -76,6 +76,16 @@ class Federation:
                    "--ca", str(self.certs["ca"]), "--key", str(key), "--port", str(port),
                    "--partition-id", str(partition), "--num-partitions", str(count))  # fmt: skip
 
+    def wait_online(self, count: int) -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            listed = self.flwr("supernode", "list", CONNECTION, "--format", "json")
+            nodes = json.loads(listed.stdout).get("nodes", []) if listed.returncode == 0 else []
+            if sum(node.get("status") == "online" for node in nodes) >= count:
+                return
+            time.sleep(1)
+        raise AssertionError(f"fewer than {count} SuperNodes came online")
+
     def run(self, out: Path, rounds: int, *settings: str) -> subprocess.CompletedProcess:
         cache = f"data.synthetic.cache_dir={self.root / 'cache'}"
         overrides = " ".join([*TINY_FEDERATION, cache, "partition.num_partitions=2", *settings])
@@ -142,6 +152,7 @@ def test_a_supernode_killed_mid_run_does_not_stop_the_run(federation, tmp_path):
     for index, name in enumerate(keys):
         federation.register(keys[name][1])
         federation.start_supernode(name, keys[name][0], index, 2)
+    federation.wait_online(2)
     out = tmp_path / "run"
     settings = ["federation.min_train_nodes=1", "federation.min_available_nodes=1",
                 "federation.round_timeout=20"]  # fmt: skip
