@@ -20,7 +20,7 @@ from fedland.deployment import write_certificates, write_connection, write_node_
 from simulations.harness import PROJECT_ROOT, flower_environment, free_ports, stop_process_tree
 from tests.conftest import TINY_FEDERATION
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 CONNECTION = "fedland"
 
 

@@ -345,3 +345,24 @@ def test_resume_refuses_a_run_with_other_settings(tmp_path):
     other.federation.resume = True
     with pytest.raises(ValueError, match="other settings"):
         run_federation(LoopbackGrid(2), other)
+
+
+def test_a_node_with_its_own_data_path_trains_on_all_of_it(tmp_path):
+    from fedland.data.synth import synthesize_faces
+
+    own = tmp_path / "own-faces"
+    synthesize_faces(own, 20, seed=5, image_size=64)
+    config = _config(tmp_path, "partition.num_partitions=2", "federation.rounds=1")
+    grid = LoopbackGrid(2)
+    grid.contexts[2].node_config.update({"data-path": str(own), "dataset": "300w"})
+    examples = {}
+
+    def record(node, reply):
+        examples[node] = reply.content["metrics"]["num-examples"]
+        return reply
+
+    grid.tamper = record
+    run_federation(grid, config)
+    own_train = sum(1 for _ in own.glob("*/trainset/*.pts")) + sum(1 for _ in own.glob("afw/*.pts"))
+    assert examples[2] == own_train  # the whole train split of its own folder
+    assert examples[1] < 48
