@@ -11,7 +11,9 @@ from fedland.commands import data, deploy, federated, model, training
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv  # for reports that record the command that made them
     try:
         return args.handler(args)
     except (ValueError, FileNotFoundError, OSError) as error:

@@ -89,7 +89,6 @@ def simulate_command(args: argparse.Namespace) -> int:
 
 def sweep_command(args: argparse.Namespace) -> int:
     import shlex
-    import sys
 
     from fedland.config import load_config
     from fedland.federation.settings import QUICKSTART
@@ -105,7 +104,7 @@ def sweep_command(args: argparse.Namespace) -> int:
     target = args.target if args.target is not None else report.default_target(results)
     rows = report.csv_rows(results, target)
     report.write_csv(rows, args.out / "sweep.csv")
-    command = "fedland " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = "fedland " + " ".join(shlex.quote(a) for a in args.argv)
     keys = report.variant_keys(results)
     table = report.markdown(rows, keys, metric, target, command)
     (args.out / "sweep.md").write_text(table)
