@@ -26,6 +26,7 @@ from pathlib import Path
 import psutil
 
 from fedland.config import ExperimentConfig
+from fedland.deployment import write_connection
 from fedland.federation.ledger import read_rows
 from fedland.federation.settings import check_experiment, experiment_to_text
 
@@ -36,7 +37,7 @@ STARTUP_SECONDS = 60.0
 PROBLEMS = ("ERROR", "rejected", "failed", "no usable update")
 
 
-class SimulationError(RuntimeError):
+class SimulationError(ChildProcessError):
     """A run that could not start or did not finish; the message says where the log is."""
 
 
@@ -66,7 +67,7 @@ def simulate(
     with tempfile.TemporaryDirectory(prefix="fedland-flwr-") as home, log_path.open("w") as log:
         env = flower_environment(Path(home))
         with local_superlink(env, log) as control:
-            write_connection(Path(home), control)
+            write_connection(Path(home), CONNECTION, control, ca=None)
             command = [
                 _tool("flwr"), "run", str(app_dir), CONNECTION,
                 "--run-config", run_config, "--federation-config", resources, "--stream",
@@ -147,13 +148,6 @@ def stop_process_tree(pid: int, grace: float = 10.0) -> None:
         with contextlib.suppress(psutil.NoSuchProcess):
             member.kill()
     psutil.wait_procs(alive, timeout=grace)
-
-
-def write_connection(home: Path, control: str) -> None:
-    (home / "config.toml").write_text(
-        f'[superlink]\ndefault = "{CONNECTION}"\n\n'
-        f'[superlink.{CONNECTION}]\naddress = "{control}"\ninsecure = true\n'
-    )
 
 
 def free_ports(count: int) -> list[int]:
