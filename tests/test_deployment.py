@@ -14,6 +14,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import psutil
 import pytest
 
 from fedland.deployment import write_certificates, write_connection, write_node_key
@@ -164,8 +165,11 @@ def test_a_supernode_killed_mid_run_does_not_stop_the_run(federation, tmp_path):
     while time.monotonic() < deadline and len(_lines(metrics)) < 2:  # round 1 recorded
         time.sleep(0.5)
     node = federation.processes["node2"]
+    helpers = psutil.Process(node.pid).children(recursive=True)  # its executor, app processes
     node.kill()
     node.wait()
+    for helper in helpers:
+        stop_process_tree(helper.pid)
     thread.join(timeout=400)
     result = done["result"]
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
