@@ -117,7 +117,9 @@ def supernode_command(args: argparse.Namespace) -> NoReturn:
         "device": args.device,
         "batch-size": args.batch_size,
         "uplink-bits": args.uplink_bits,
-        "memory-efficient": args.memory_efficient,
+        "memory-efficient": None
+        if args.memory_efficient is None
+        else args.memory_efficient == "true",
     }
     _exec(build(args.superlink, node_config, args.ca, args.key, args.port))
 

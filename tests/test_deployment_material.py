@@ -1,0 +1,65 @@
+"""Certificates, node keys and the commands `fedland deploy` starts, without processes."""
+
+from __future__ import annotations
+
+import ipaddress
+import stat
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import load_ssh_private_key, load_ssh_public_key
+
+from fedland.cli import main
+from fedland.deployment import (
+    format_node_config,
+    superlink_command,
+    supernode_command,
+    write_certificates,
+    write_node_key,
+)
+
+
+def test_certificate_names_the_hosts_and_loopback_and_is_signed_by_the_ca(tmp_path):
+    paths = write_certificates(tmp_path, ["server.example.org", "10.0.0.5"])
+    ca = x509.load_pem_x509_certificate(paths["ca"].read_bytes())
+    server = x509.load_pem_x509_certificate(paths["certificate"].read_bytes())
+    names = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert {"server.example.org", "localhost"} <= set(names.get_values_for_type(x509.DNSName))
+    addresses = set(names.get_values_for_type(x509.IPAddress))
+    assert {ipaddress.ip_address("10.0.0.5"), ipaddress.ip_address("127.0.0.1")} <= addresses
+    server.verify_directly_issued_by(ca)
+    for key in ("ca_key", "key"):
+        assert stat.S_IMODE(paths[key].stat().st_mode) == 0o600
+
+
+def test_node_keys_are_openssh_ecdsa_and_private_ones_stay_private(tmp_path, capsys):
+    assert main(["deploy", "node-key", "--out", str(tmp_path), "--name", "node1"]) == 0
+    private, public = tmp_path / "node1.key", tmp_path / "node1.pub"
+    assert "PRIVATE KEY" not in capsys.readouterr().out
+    key = load_ssh_private_key(private.read_bytes(), password=None)
+    assert load_ssh_public_key(public.read_bytes()).public_numbers() == (
+        key.public_key().public_numbers()
+    )
+    assert public.read_text().startswith("ecdsa-sha2-nistp384 ")
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600
+    assert write_node_key(tmp_path, "node2")[0].is_file()
+
+
+def test_superlink_command_uses_tls_and_authentication(tmp_path):
+    write_certificates(tmp_path)
+    command = superlink_command(tmp_path, "127.0.0.1", 9555)
+    assert "--enable-supernode-auth" in command and "--insecure" not in command
+    assert command[command.index("--ssl-certfile") + 1].endswith("server.pem")
+    with pytest.raises(ValueError, match="needs TLS"):
+        superlink_command(None)
+    with pytest.raises(FileNotFoundError, match="server.pem"):
+        superlink_command(tmp_path / "empty")
+
+
+def test_supernode_command_carries_the_node_config(tmp_path):
+    config = {"partition-id": 1, "num-partitions": 4, "data-path": "/data/site b", "device": None}
+    command = supernode_command("10.0.0.5:9092", config, tmp_path / "ca.crt", port=9200)
+    assert command[command.index("--node-config") + 1] == format_node_config(config)
+    assert format_node_config(config) == 'partition-id=1 num-partitions=4 data-path="/data/site b"'
+    assert format_node_config({"memory-efficient": True}) == "memory-efficient=true"
+    assert "--root-certificates" in command and "9200" in command
