@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 import torch
@@ -127,3 +128,18 @@ def test_loader_workers_start_after_synthesis_in_the_same_process(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "(4, 3, 64, 64)" in result.stdout
+
+
+def _train_split_size(cache: str) -> int:
+    config = load_config(
+        None, [f"data.synthetic.cache_dir={cache}", "data.synthetic.num=40", *TINY_MODEL]
+    )
+    return len(build_data(config).train)
+
+
+def test_processes_asking_for_the_same_synthetic_data_at_once_all_get_all_of_it(tmp_path):
+    """The runs of a parallel sweep generate the default data at the same moment."""
+    with ProcessPoolExecutor(3) as pool:
+        sizes = list(pool.map(_train_split_size, [str(tmp_path)] * 3))
+    assert len(set(sizes)) == 1 and sizes[0] > 0
+    assert len(list(tmp_path.glob("face-*"))) == 1

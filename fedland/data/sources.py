@@ -2,8 +2,9 @@
 
 Synthetic data is written in the dataset's real format (300-W tree for faces, MPII JSON list
 for poses) and read back through the real reader, so the default path exercises the same code
-as real data. It is generated once per (task, count, seed, size) into a cache folder; a
-half-written folder is never used (generation goes to a temporary folder that is renamed).
+as real data. It is generated once per (task, count, seed, size) into a cache folder, by one
+process at a time (a lock file); a half-written folder is never used (generation goes to a
+temporary folder that is renamed).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+
+from filelock import FileLock
 
 from fedland.config import DataSection
 from fedland.data.meta import DatasetMeta, dataset_meta
@@ -47,21 +50,26 @@ def synthetic_root(data: DataSection, progress: bool = False) -> Path:
     if (root / _COMPLETE).is_file():
         return root
     cache.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=cache))
-    try:
-        generate = synthesize_faces if task == "face" else synthesize_poses
-        bar = _progress_bar(synth.num, f"synthesizing {task}s") if progress else None
-        report = (lambda done: bar.update(done - bar.n)) if bar else None
-        generate(staging, synth.num, synth.seed, synth.image_size, progress=report)
-        if bar:
-            bar.close()
-        (staging / _COMPLETE).write_text("ok\n")
-        if root.exists():
-            shutil.rmtree(root)
-        staging.rename(root)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+    # Processes that want the same data at once (the runs of a parallel sweep, the nodes of
+    # a simulation) take turns: the first generates it, the others find it complete.
+    with FileLock(str(cache / f".{root.name}.lock")):
+        if (root / _COMPLETE).is_file():
+            return root
+        staging = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=cache))
+        try:
+            generate = synthesize_faces if task == "face" else synthesize_poses
+            bar = _progress_bar(synth.num, f"synthesizing {task}s") if progress else None
+            report = (lambda done: bar.update(done - bar.n)) if bar else None
+            generate(staging, synth.num, synth.seed, synth.image_size, progress=report)
+            if bar:
+                bar.close()
+            (staging / _COMPLETE).write_text("ok\n")
+            if root.exists():  # an incomplete folder left by a crash
+                shutil.rmtree(root)
+            staging.rename(root)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
     return root
 
 
