@@ -16,8 +16,6 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType
 from flwr.clientapp.typing import ClientAppCallable
 
 from fedland.codec import encode_update, encode_with_feedback
-from fedland.codec import residual_from_record as tensors_from_state
-from fedland.codec import residual_to_record as tensors_to_state
 from fedland.federation.downlink import rebuild
 from fedland.federation.settings import (
     BASE_ROUND,
@@ -45,7 +43,7 @@ def codec_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> M
     model = rebuild(
         msg.content["arrays"], str(config[KIND]), int(config[BASE_ROUND]), held, held_round
     )
-    context.state[HELD] = tensors_to_state(model)
+    context.state[HELD] = to_record(model)
     context.state[META] = ConfigRecord({"round": server_round})
     msg.content["arrays"] = to_record(model)
 
@@ -61,11 +59,9 @@ def codec_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> M
         zlib.crc32(f"{experiment.train.seed}/{server_round}/{node.partition_id}".encode())
     )
     if experiment.codec.error_feedback:
-        residual = (
-            tensors_from_state(context.state[RESIDUAL]) if RESIDUAL in context.state else None
-        )
+        residual = from_record(context.state[RESIDUAL]) if RESIDUAL in context.state else None
         record, residual = encode_with_feedback(delta, residual, codec, generator)
-        context.state[RESIDUAL] = tensors_to_state(residual)
+        context.state[RESIDUAL] = to_record(residual)
     else:
         record = encode_update(delta, codec, generator)
     reply.content["arrays"] = record
@@ -77,4 +73,4 @@ def _held(context: Context) -> tuple[dict | None, int | None]:
     if HELD not in context.state or META not in context.state:
         return None, None
     record: ArrayRecord = context.state[HELD]
-    return tensors_from_state(record), int(context.state[META]["round"])
+    return from_record(record), int(context.state[META]["round"])

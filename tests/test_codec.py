@@ -18,11 +18,9 @@ from fedland.codec import (
     expected_payload_bytes,
     fp32_bytes,
     payload_bytes,
-    residual_from_record,
-    residual_to_record,
 )
 from fedland.codec.format import Encoding, parse_stype
-from fedland.federation.weights import float_state
+from fedland.federation.weights import float_state, from_record, to_record
 from fedland.model import DUNetConfig, build_model
 from fedland.quant import max_level, pack_bits, quantize_blockwise
 
@@ -457,22 +455,6 @@ def test_with_error_feedback_the_one_bit_running_sum_tracks_the_true_sum():
     assert error < 0.15 and error < error_without / 3
 
 
-def test_residual_survives_a_flower_record_round_trip():
-    _, residual = encode_with_feedback(update(), None, CodecConfig(bits=2))
-    record = residual_to_record(residual)
-    assert all(array.stype == "numpy.ndarray" for array in record.values())
-    state = RecordDict({"codec.residual": record})
-    restored = residual_from_record(state["codec.residual"])
-    assert restored.keys() == residual.keys()
-    for name, value in residual.items():
-        assert restored[name].dtype == torch.float32 and torch.equal(restored[name], value)
-    encode_with_feedback(update(), restored, CodecConfig(bits=2))
-    integers = {"count": torch.tensor(7, dtype=torch.int64)}
-    assert torch.equal(
-        residual_from_record(residual_to_record(integers))["count"], integers["count"]
-    )
-
-
 def test_error_feedback_rejects_a_mismatched_residual_and_stochastic_one_bit():
     config = CodecConfig(bits=2)
     _, residual = encode_with_feedback(update(), None, config)
@@ -648,3 +630,17 @@ def test_a_receiver_that_knows_the_config_rejects_any_other_encoding():
     for other in (CodecConfig(bits=4), CodecConfig(bits=4, block_size=128, stochastic=False)):
         with pytest.raises(CodecError, match="where this run sends"):
             decode_update(record, spec(tensors), config=other)
+
+
+def test_residual_survives_a_flower_record_round_trip():
+    _, residual = encode_with_feedback(update(), None, CodecConfig(bits=2))
+    record = to_record(residual)
+    assert all(array.stype == "numpy.ndarray" for array in record.values())
+    state = RecordDict({"codec.residual": record})
+    restored = from_record(state["codec.residual"])
+    assert restored.keys() == residual.keys()
+    for name, value in residual.items():
+        assert restored[name].dtype == torch.float32 and torch.equal(restored[name], value)
+    encode_with_feedback(update(), restored, CodecConfig(bits=2))
+    integers = {"count": torch.tensor(7, dtype=torch.int64)}
+    assert torch.equal(from_record(to_record(integers))["count"], integers["count"])

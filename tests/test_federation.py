@@ -22,11 +22,10 @@ from loopback import LoopbackGrid, identify_as_server
 
 from clients.codec_mod import HELD, RESIDUAL
 from fedland.codec import STYPE_PREFIX, CodecConfig, encode_update, expected_payload_bytes
-from fedland.codec import residual_from_record as state_tensors
 from fedland.config import load_config
 from fedland.federation.downlink import Broadcaster, rebuild, same_model
 from fedland.federation.settings import UPLINK_BITS
-from fedland.federation.weights import shapes, to_record
+from fedland.federation.weights import from_record, shapes, to_record
 from fedland.model.checkpoint import load_checkpoint
 from server.run import run_federation
 from server.strategy import QuantizedFedAvg
@@ -65,7 +64,7 @@ def test_server_and_clients_hold_exactly_the_same_broadcast_model(tmp_path):
     held_after_round = []
 
     def record(node, reply):
-        held_after_round.append((node, state_tensors(grid.contexts[node].state[HELD])))
+        held_after_round.append((node, from_record(grid.contexts[node].state[HELD])))
         return reply
 
     grid.tamper = record
@@ -109,7 +108,7 @@ def test_error_feedback_residual_lives_in_the_node_state(tmp_path):
     grid = LoopbackGrid(2)
     run_federation(grid, config)
     for context in grid.contexts.values():
-        residual = state_tensors(context.state[RESIDUAL])
+        residual = from_record(context.state[RESIDUAL])
         assert sum(float(v.abs().sum()) for v in residual.values()) > 0
 
 

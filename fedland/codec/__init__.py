@@ -7,7 +7,7 @@ Each Array's stype (`STYPE_PREFIX` plus `;key=value` fields) states how its byte
 tensor, so the payload holds the values alone (see `fedland.codec.format`).
 """
 
-from fedland.codec.feedback import encode_with_feedback, residual_from_record, residual_to_record
+from fedland.codec.feedback import encode_with_feedback
 from fedland.codec.format import (
     STYPE_PREFIX,
     CodecConfig,
@@ -29,6 +29,4 @@ __all__ = [
     "expected_payload_bytes",
     "fp32_bytes",
     "payload_bytes",
-    "residual_from_record",
-    "residual_to_record",
 ]

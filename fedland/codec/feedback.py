@@ -2,8 +2,8 @@
 
 With EF the running sum of the updates the server receives stays within one residual of the
 running sum of the true updates, so even 1-bit updates do not drift. The residual lives on
-the client between rounds; `residual_to_record` and `residual_from_record` keep it in a
-Flower ClientApp's `context.state` as plain float32 numpy Arrays.
+the client between rounds (the codec mod keeps it in `context.state` with
+`fedland.federation.weights.to_record`).
 
 The residual stays bounded only if compression error is smaller than what is compressed.
 Stochastic 1-bit rounding sends ±max|x| per block, an error several times the update
@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
-from flwr.app import Array, ArrayRecord
+from flwr.app import ArrayRecord
 
 from fedland.codec.format import CodecConfig
 from fedland.codec.update import encode_and_reconstruct
@@ -54,16 +54,3 @@ def encode_with_feedback(
         corrected[name] = value
     record, decoded = encode_and_reconstruct(corrected, config, generator)
     return record, {name: corrected[name] - decoded[name] for name in floats}
-
-
-def residual_to_record(residual: Mapping[str, torch.Tensor]) -> ArrayRecord:
-    """Plain numpy Arrays in the tensors' own dtypes (float32 for a residual), for
-    `context.state`."""
-    return ArrayRecord(
-        {name: Array(value.detach().cpu().numpy()) for name, value in residual.items()}
-    )
-
-
-def residual_from_record(record: ArrayRecord) -> dict[str, torch.Tensor]:
-    """Inverse of `residual_to_record`: CPU tensors in the dtypes they were stored in."""
-    return {name: torch.from_numpy(array.numpy()) for name, array in record.items()}

@@ -39,12 +39,16 @@ def shapes(weights: Mapping[str, torch.Tensor]) -> dict[str, tuple[tuple[int, ..
     return {name: (tuple(value.shape), value.dtype) for name, value in weights.items()}
 
 
-def to_record(weights: Mapping[str, torch.Tensor]) -> ArrayRecord:
-    """Plain float32 numpy Arrays (what the training code on a client sees)."""
-    return ArrayRecord({name: Array(value.numpy()) for name, value in weights.items()})
+def to_record(tensors: Mapping[str, torch.Tensor]) -> ArrayRecord:
+    """Plain numpy Arrays in the tensors' own dtypes: what the training code on a client
+    sees, and what a node keeps in `context.state` (its model, its residual)."""
+    return ArrayRecord(
+        {name: Array(value.detach().cpu().numpy()) for name, value in tensors.items()}
+    )
 
 
 def from_record(record: ArrayRecord) -> Weights:
+    """Inverse of `to_record`: writable CPU tensors in the dtypes they were stored in."""
     return {name: torch.from_numpy(array.numpy().copy()) for name, array in record.items()}
 
 
