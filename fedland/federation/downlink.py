@@ -115,7 +115,3 @@ def rebuild(
         raise BroadcastError(f"delta against round {base_round}, but this node holds {have}")
     step = decode_update(arrays, shapes(held))
     return {name: held[name] + step[name] for name in held}
-
-
-def same_model(a: Weights, b: Weights) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
