@@ -1,4 +1,5 @@
 import functools
+import math
 import random
 import re
 import struct
@@ -180,6 +181,9 @@ def test_a_generator_makes_stochastic_encoding_reproducible():
     first = encode_update(tensors, config, torch.Generator().manual_seed(5))
     second = encode_update(tensors, config, torch.Generator().manual_seed(5))
     assert all(first[name].data == second[name].data for name in tensors)
+    other = encode_update(tensors, config, torch.Generator().manual_seed(6))
+    for name in ("conv.weight", "conv2.weight"):  # the stochastically rounded tensors
+        assert other[name].data != first[name].data, name
 
 
 def test_reconstruction_equals_what_the_receiver_decodes():
@@ -225,21 +229,22 @@ def test_float_bits_8_quantizes_the_other_float_tensors_to_8_bits_with_nearest_r
 
 
 @pytest.mark.parametrize(
-    "stype",
+    ("stype", "expected"),
     [
-        "fedland.codec/2;raw",
-        "fedland.codec/2;bits=32",
-        "fedland.codec/2;bits=16",
-        "fedland.codec/2;bits=8;block=4096;rounding=nearest",
-        "fedland.codec/2;bits=4;block=256;rounding=stochastic",
-        "fedland.codec/2;bits=2;block=1;rounding=nearest",
-        "fedland.codec/2;bits=1;block=65535;rounding=stochastic",
+        ("fedland.codec/2;raw", Encoding(None)),
+        ("fedland.codec/2;bits=32", Encoding(32)),
+        ("fedland.codec/2;bits=16", Encoding(16)),
+        ("fedland.codec/2;bits=8;block=4096;rounding=nearest", Encoding(8, 4096, False)),
+        ("fedland.codec/2;bits=4;block=256;rounding=stochastic", Encoding(4, 256, True)),
+        ("fedland.codec/2;bits=2;block=1;rounding=nearest", Encoding(2, 1, False)),
+        ("fedland.codec/2;bits=1;block=65535;rounding=stochastic", Encoding(1, 65535, True)),
     ],
 )
-def test_every_kind_of_stype_round_trips(stype):
+def test_every_kind_of_stype_round_trips(stype, expected):
     encoding = parse_stype(stype)
+    assert encoding == expected
     assert encoding.stype == stype
-    assert encoding == Encoding(encoding.bits, encoding.block, encoding.stochastic)
+    assert expected.stype == stype
 
 
 def test_encoder_states_each_kind_in_the_stype():
@@ -341,7 +346,35 @@ def test_a_stype_that_is_not_a_string_is_refused(stype):
 def test_payload_bytes_match_the_formula(config):
     tensors = update()
     record = encode_update(tensors, config)
+    assert payload_bytes(record) == sum(len(array.data) for array in record.values())
     assert payload_bytes(record) == expected_payload_bytes(spec(tensors), config)
+    assert payload_bytes(record) == wire_bytes(tensors, config)
+
+
+def wire_bytes(tensors, config: CodecConfig) -> int:
+    """The documented layout: integers raw; float tensors of 2+ dims with at least
+    min_quantize_size values at the uplink width, other floats at float_bits; a quantized
+    tensor is one bfloat16 scale per block plus its codes packed bits to a byte."""
+    total = 0
+    for value in tensors.values():
+        count = value.numel()
+        if not value.is_floating_point():
+            total += count * value.element_size()
+            continue
+        large = value.dim() >= 2 and count >= config.min_quantize_size
+        width = config.bits if config.bits >= 16 or large else config.float_bits
+        if width >= 16:
+            total += count * width // 8
+        else:
+            total += 2 * math.ceil(count / config.block_size) + math.ceil(count * width / 8)
+    return total
+
+
+def test_a_four_bit_update_has_the_size_worked_out_by_hand():
+    # conv.weight: 4608 values in 18 blocks, conv2.weight: 2000 in 8; the rest as float16
+    # (norm.weight 32, small.weight 144 values) or raw integers (an int64, ten int32).
+    expected = (2 * 18 + 4608 // 2) + (2 * 8 + 2000 // 2) + 2 * 32 + 2 * 144 + 8 + 4 * 10
+    assert payload_bytes(encode_update(update(), CodecConfig(bits=4))) == expected == 3756
 
 
 def test_fp32_bytes_counts_floats_at_4_bytes_and_integers_raw():
@@ -626,7 +659,8 @@ def test_a_receiver_that_knows_the_config_rejects_any_other_encoding():
     tensors = update()
     sent = CodecConfig(bits=4, block_size=128)
     record = encode_update(tensors, sent)
-    decode_update(record, spec(tensors), config=sent)
+    decoded = decode_update(record, spec(tensors), config=sent)
+    assert all(torch.equal(decoded[k], v) for k, v in decode_update(record).items())
     for other in (CodecConfig(bits=4), CodecConfig(bits=4, block_size=128, stochastic=False)):
         with pytest.raises(CodecError, match="where this run sends"):
             decode_update(record, spec(tensors), config=other)

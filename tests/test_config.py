@@ -1,6 +1,7 @@
 import pytest
+import yaml
 
-from fedland.config import ConfigError, load_config
+from fedland.config import ConfigError, ExperimentConfig, load_config, load_config_dict
 
 
 def test_defaults_file_and_overrides_combine(tmp_path):
@@ -11,6 +12,13 @@ def test_defaults_file_and_overrides_combine(tmp_path):
     assert config.model.bits == "w1a8g8"
     assert config.data.augment.colour_gain == [1.0, 1.0]
     assert config.data.dataset == "300w"
+    # Everything else keeps its default, and the result survives the YAML the server sends.
+    changed = ExperimentConfig().to_dict()
+    changed["train"]["epochs"] = 5
+    changed["model"]["bits"] = "w1a8g8"
+    changed["data"]["augment"]["colour_gain"] = [1.0, 1.0]
+    assert config.to_dict() == changed
+    assert load_config_dict(yaml.safe_load(yaml.safe_dump(config.to_dict()))) == config
 
 
 @pytest.mark.parametrize(

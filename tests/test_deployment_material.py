@@ -42,14 +42,26 @@ def test_node_keys_are_openssh_ecdsa_and_private_ones_stay_private(tmp_path, cap
     )
     assert public.read_text().startswith("ecdsa-sha2-nistp384 ")
     assert stat.S_IMODE(private.stat().st_mode) == 0o600
-    assert write_node_key(tmp_path, "node2")[0].is_file()
+    second = write_node_key(tmp_path, "node2")
+    assert second == (tmp_path / "node2.key", tmp_path / "node2.pub")
+    other = load_ssh_private_key(second[0].read_bytes(), password=None)
+    assert load_ssh_public_key(second[1].read_bytes()).public_numbers() == (
+        other.public_key().public_numbers()
+    )
+    assert other.public_key().public_numbers() != key.public_key().public_numbers()
 
 
 def test_superlink_command_uses_tls_and_authentication(tmp_path):
     write_certificates(tmp_path)
     command = superlink_command(tmp_path, "127.0.0.1", 9555)
-    assert "--enable-supernode-auth" in command and "--insecure" not in command
-    assert command[command.index("--ssl-certfile") + 1].endswith("server.pem")
+    folder = tmp_path.resolve()
+    assert command == [
+        "flower-superlink", "--host", "127.0.0.1", "--port", "9555",
+        "--ssl-ca-certfile", str(folder / "ca.crt"),
+        "--ssl-certfile", str(folder / "server.pem"),
+        "--ssl-keyfile", str(folder / "server.key"),
+        "--enable-supernode-auth", "--disable-runtime-dependency-installation",
+    ]  # fmt: skip
     with pytest.raises(ValueError, match="needs TLS"):
         superlink_command(None)
     with pytest.raises(FileNotFoundError, match="server.pem"):
@@ -59,7 +71,21 @@ def test_superlink_command_uses_tls_and_authentication(tmp_path):
 def test_supernode_command_carries_the_node_config(tmp_path):
     config = {"partition-id": 1, "num-partitions": 4, "data-path": "/data/site b", "device": None}
     command = supernode_command("10.0.0.5:9092", config, tmp_path / "ca.crt", port=9200)
-    assert command[command.index("--node-config") + 1] == format_node_config(config)
-    assert format_node_config(config) == 'partition-id=1 num-partitions=4 data-path="/data/site b"'
+    node_config = 'partition-id=1 num-partitions=4 data-path="/data/site b"'
+    assert format_node_config(config) == node_config
+    assert command == [
+        "flower-supernode", "--superlink", "10.0.0.5:9092", "--port", "9200",
+        "--root-certificates", str((tmp_path / "ca.crt").resolve()),
+        "--node-config", node_config,
+    ]  # fmt: skip
     assert format_node_config({"memory-efficient": True}) == "memory-efficient=true"
-    assert "--root-certificates" in command and "9200" in command
+    key = tmp_path / "node1.key"
+    authenticated = supernode_command("10.0.0.5:9092", config, tmp_path / "ca.crt", key)
+    assert authenticated[3:5] == ["--port", "9094"]
+    assert authenticated[7:10] == [
+        "--auth-supernode-private-key",
+        str(key.resolve()),
+        "--node-config",
+    ]
+    insecure = supernode_command("10.0.0.5:9092", config, None)
+    assert insecure[5:7] == ["--insecure", "--node-config"]

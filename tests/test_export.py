@@ -39,7 +39,8 @@ def test_quantized_weights_are_stored_at_their_bit_width(tiny):
     for bits, width in (("w1a8g8", 1), ("w2a8g8", 2), ("w4a8g8", 4)):
         model = _trained(tiny, bits)
         data = io.BytesIO()
-        write_packed(model, data)
+        written = write_packed(model, data)
+        assert written == len(data.getvalue()) == packed_model_bytes(model)
         header = _header(data.getvalue())
         for entry in header["tensors"]:
             if entry["kind"] == "packed":

@@ -12,6 +12,7 @@ import torch
 from flwr.app import (
     Array,
     ConfigRecord,
+    Context,
     Message,
     MessageType,
     MetricRecord,
@@ -20,12 +21,28 @@ from flwr.app import (
 from flwr.serverapp.strategy.strategy_utils import aggregate_arrayrecords
 from loopback import LoopbackGrid, identify_as_server
 
-from clients.codec_mod import HELD, RESIDUAL
-from fedland.codec import STYPE_PREFIX, CodecConfig, encode_update, expected_payload_bytes
+from clients.codec_mod import HELD, RESIDUAL, codec_mod
+from fedland.centralized import build_data, evaluate_model, flip_test_enabled
+from fedland.codec import (
+    STYPE_PREFIX,
+    CodecConfig,
+    decode_update,
+    encode_and_reconstruct,
+    encode_update,
+    expected_payload_bytes,
+)
 from fedland.config import load_config
-from fedland.federation.downlink import Broadcaster, rebuild
-from fedland.federation.settings import UPLINK_BITS
-from fedland.federation.weights import from_record, shapes, to_record
+from fedland.federation.downlink import FULL, RAW, Broadcaster, rebuild
+from fedland.federation.settings import (
+    BASE_ROUND,
+    EXPERIMENT,
+    KIND,
+    SERVER_ROUND,
+    UPLINK_BITS,
+    experiment_to_text,
+    uplink_codec,
+)
+from fedland.federation.weights import from_record, shapes, subtract, to_record
 from fedland.model.checkpoint import load_checkpoint
 from server.run import run_federation
 from server.strategy import QuantizedFedAvg
@@ -76,7 +93,16 @@ def test_server_and_clients_hold_exactly_the_same_broadcast_model(tmp_path):
         assert all(torch.equal(held[k], payload["broadcast"][k]) for k in held)
     kinds = [str(m.content["config"]["downlink-kind"]) for m in grid.sent]
     assert kinds[:2] == ["full", "full"]  # first broadcast: the quantized model itself
-    assert "delta" in kinds[2:]
+    # Later a node gets a delta exactly when it trained (and so holds B) the round before.
+    trained = [[m.metadata.dst_node_id for m in grid.sent[i : i + 2]] for i in (0, 2, 4)]
+    expected = [
+        "delta" if node in trained[r - 1] else "full" for r in (1, 2) for node in trained[r]
+    ]
+    assert kinds[2:] == expected
+    bases = [int(m.content["config"]["base-round"]) for m in grid.sent[2:]]
+    assert bases == [
+        r if kind == "delta" else 0 for r, kind in zip([1, 1, 2, 2], expected, strict=True)
+    ]
     rows = _rows(tmp_path)
     assert [row["round"] for row in rows] == [0, 1, 2, 3]
     assert all(row["accepted"] == 2 and row["rejected"] == 0 for row in rows[1:])
@@ -100,17 +126,104 @@ def test_byte_counters_match_the_payload_formula(tmp_path):
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["uplink_bytes"] == 4 * per_update
     assert summary["uplink_ratio"] == pytest.approx(fp32 / per_update)
-    assert summary["rounds"] == 2 and summary["metric"] == "nme" and "nme" in summary
+    assert summary["rounds"] == 2 and summary["metric"] == "nme"
+    assert summary["nme"] == rows[-1]["nme"]
 
 
-def test_error_feedback_residual_lives_in_the_node_state(tmp_path):
-    config = _config(tmp_path, "partition.num_partitions=2", "federation.rounds=2")
-    config.codec.uplink_bits = 1
-    grid = LoopbackGrid(2)
-    run_federation(grid, config)
-    for context in grid.contexts.values():
-        residual = from_record(context.state[RESIDUAL])
-        assert sum(float(v.abs().sum()) for v in residual.values()) > 0
+def _train_message(weights, server_round, experiment_text):
+    """A train instruction as `QuantizedFedAvg.configure_train` sends it at 32 downlink bits."""
+    config = ConfigRecord(
+        {
+            SERVER_ROUND: server_round,
+            EXPERIMENT: experiment_text,
+            KIND: FULL,
+            BASE_ROUND: 0,
+            UPLINK_BITS: 2,
+        }
+    )
+    content = RecordDict({"arrays": encode_update(weights, RAW), "config": config})
+    return Message(content, dst_node_id=1, message_type=MessageType.TRAIN)
+
+
+def test_error_feedback_adds_the_previous_residual_to_the_next_uplink_update():
+    identify_as_server()
+    experiment = load_config(None, ["codec.uplink_bits=2", "codec.stochastic=false"])
+    codec = uplink_codec(experiment)
+    text = experiment_to_text(experiment)
+    context = Context(
+        run_id=1,
+        node_id=1,
+        node_config={"partition-id": 0, "num-partitions": 1},
+        state=RecordDict(),
+        run_config={},
+    )
+    start = {
+        "conv.weight": torch.randn(16, 8, 3, 3),  # 1152 values: quantized to 2 bits
+        "norm.weight": torch.randn(16),  # small: travels as float16
+        "norm.num_batches_tracked": torch.tensor(5, dtype=torch.int64),
+    }
+    steps = {
+        server_round: {
+            "conv.weight": torch.randn(16, 8, 3, 3) * 1e-2,
+            "norm.weight": torch.randn(16) * 1e-2,
+            "norm.num_batches_tracked": torch.tensor(server_round, dtype=torch.int64),
+        }
+        for server_round in (1, 2)
+    }
+    received, trained = {}, {}
+
+    def train(msg, ctx):  # the local training step: a fixed step away from the model
+        server_round = int(msg.content["config"][SERVER_ROUND])
+        model = received[server_round] = from_record(msg.content["arrays"])
+        step = steps[server_round]
+        weights = trained[server_round] = {name: model[name] + step[name] for name in model}
+        metrics = MetricRecord({"num-examples": 8, "loss": 0.0})
+        content = RecordDict({"arrays": to_record(weights), "metrics": metrics})
+        return Message(content, reply_to=msg)
+
+    second = {name: value + 1 for name, value in start.items()}
+    replies = {}
+    for server_round, weights in ((1, start), (2, second)):
+        message = _train_message(weights, server_round, text)
+        replies[server_round] = codec_mod(message, context, train)
+        for name, value in weights.items():  # training saw the broadcast model itself
+            assert torch.equal(received[server_round][name], value), name
+    assert all(r.content["metrics"][UPLINK_BITS] == 2 for r in replies.values())
+
+    deltas = {r: subtract(trained[r], received[r]) for r in (1, 2)}
+    _, decoded_first = encode_and_reconstruct(deltas[1], codec)
+    residual_first = {
+        name: deltas[1][name] - decoded_first[name]
+        for name in start
+        if start[name].is_floating_point()
+    }
+    assert all(v.abs().max() > 0 for v in residual_first.values())
+    corrected = {name: deltas[2][name] + residual_first.get(name, 0) for name in start}
+    with_feedback = encode_update(corrected, codec)
+    without_feedback = encode_update(deltas[2], codec)
+    uplink = replies[2].content["arrays"]
+    assert uplink.keys() == with_feedback.keys()
+    for name, array in uplink.items():
+        assert array.stype == with_feedback[name].stype, name
+        assert array.data == with_feedback[name].data, name
+    for name in residual_first:  # without the residual the float tensors would differ
+        assert uplink[name].data != without_feedback[name].data, name
+
+    # The node keeps what round 2 left out; what the server decodes from both rounds sums to
+    # the true deltas less that one residual.
+    _, decoded_second = encode_and_reconstruct(corrected, codec)
+    residual = from_record(context.state[RESIDUAL])
+    assert residual.keys() == residual_first.keys()
+    spec = shapes(start)
+    sent = [decode_update(replies[r].content["arrays"], spec, config=codec) for r in (1, 2)]
+    for name in start:
+        true_sum = deltas[1][name] + deltas[2][name]
+        sent_sum = sent[0][name] + sent[1][name]
+        if name in residual:
+            assert torch.equal(residual[name], corrected[name] - decoded_second[name]), name
+            torch.testing.assert_close(true_sum - sent_sum, residual[name], rtol=0, atol=1e-6)
+        else:
+            assert torch.equal(sent_sum, true_sum), name
 
 
 def _corrupt(kind):
@@ -186,14 +299,20 @@ def test_hostile_updates_are_rejected_and_leave_the_model_alone(tmp_path, caplog
     assert row["accepted"] == 1 and row["failed"] == nodes - 1
 
 
-def test_a_client_that_raises_does_not_stop_the_run(tmp_path):
+def test_a_client_that_raises_does_not_stop_the_run(tmp_path, caplog):
     config = _config(tmp_path, "partition.num_partitions=3", "federation.rounds=2")
     grid = LoopbackGrid(3)
     grid.contexts[2].node_config = {"partition-id": 1}  # broken node config: it raises
     run_federation(grid, config)
     rows = _rows(tmp_path)
     assert [(r["accepted"], r["failed"]) for r in rows[1:]] == [(2, 1), (2, 1)]
-    assert math.isfinite(rows[-1]["nme"])
+    assert math.isfinite(rows[-1]["nme"]) and rows[-1]["nme"] != rows[0]["nme"]
+    failures = [r.getMessage() for r in caplog.records if "failed in round" in r.getMessage()]
+    assert [m.split(":")[0] for m in failures] == [
+        "node 2 failed in round 1",
+        "node 2 failed in round 2",
+    ]
+    assert all("lacks 'num-partitions'" in m for m in failures)
 
 
 def test_a_node_that_lost_its_state_recovers_with_a_full_download(tmp_path):
@@ -280,9 +399,17 @@ def test_poses_with_natural_partitions_report_pckh(tmp_path):
     )
     run_federation(LoopbackGrid(4), config)
     stats = json.loads((tmp_path / "run" / "partitions.json").read_text())
-    assert len(stats["partitions"]) == 4
+    sites = [[v for v, n in p["counts"].items() if n] for p in stats["partitions"]]
+    assert sorted(len(s) for s in sites) == [1, 1, 1, 1]  # one site per partition
+    assert sorted(s[0] for s in sites) == sorted(stats["values"]) and len(stats["values"]) == 4
     row = _rows(tmp_path)[-1]
-    assert row["accepted"] == 4 and 0 <= row["pckh"] <= 100
+    assert row["accepted"] == 4
+    # The reported PCKh is that of the final model on the held-out split.
+    model, _ = load_checkpoint(tmp_path / "run" / "final.pt")
+    data = build_data(config)
+    flip = flip_test_enabled(config, data.meta)
+    again = evaluate_model(model, data.evaluation, data.codec, torch.device("cpu"), 4, 0, flip)
+    assert row["pckh"] == pytest.approx(again["pckh"], abs=1e-9)
 
 
 def test_nodes_may_choose_their_own_uplink_bits(tmp_path):
@@ -304,8 +431,14 @@ def test_nodes_may_choose_their_own_uplink_bits(tmp_path):
 
     grid.tamper = record
     run_federation(grid, config)
-    assert "bits=2" in sent[1] and "bits=8" in sent[2]
-    assert _rows(tmp_path)[1]["accepted"] == 2
+    assert sent[1] == {"bits=2", "bits=16"} and sent[2] == {"bits=8", "bits=16"}
+    model, _ = load_checkpoint(tmp_path / "run" / "final.pt")
+    floats = shapes({k: v for k, v in model.state_dict().items() if v.is_floating_point()})
+    row = _rows(tmp_path)[1]
+    assert row["accepted"] == 2
+    assert row["uplink_bytes"] == sum(
+        expected_payload_bytes(floats, uplink_codec(config, bits)) for bits in (2, 8)
+    )
 
     config.codec.node_uplink_bits = False
     run_federation(LoopbackGrid(2, lambda n, r: r), config)  # fine: both use the run's bits
@@ -365,4 +498,6 @@ def test_a_node_with_its_own_data_path_trains_on_all_of_it(tmp_path):
     run_federation(grid, config)
     own_train = sum(1 for _ in own.glob("*/trainset/*.pts")) + sum(1 for _ in own.glob("afw/*.pts"))
     assert examples[2] == own_train  # the whole train split of its own folder
-    assert examples[1] < 48
+    stats = json.loads((tmp_path / "run" / "partitions.json").read_text())
+    assert examples[1] == stats["partitions"][0]["size"]  # its share of the run's data
+    assert sum(p["size"] for p in stats["partitions"]) == stats["num_assigned"]

@@ -1,8 +1,16 @@
 import numpy as np
 import pytest
 
-from fedland.data.meta import FACE_300W, MPII
-from fedland.metrics import auc_and_failure_rate, face_metrics, head_sizes, pck, pckh
+from fedland.data.meta import FACE_300W, MPII, WFLW
+from fedland.metrics import (
+    auc_and_failure_rate,
+    face_metrics,
+    head_sizes,
+    interocular,
+    interpupil,
+    pck,
+    pckh,
+)
 
 
 def test_pckh_counts_joints_within_half_the_head_size_and_excludes_pelvis_and_thorax():
@@ -23,6 +31,30 @@ def test_pckh_counts_joints_within_half_the_head_size_and_excludes_pelvis_and_th
     assert result["pckh_all_joints"] == pytest.approx(100 * (31 - 2) / 31)
 
 
+def test_pckh_counts_a_joint_exactly_at_half_the_head_size_as_correct():
+    gt = np.zeros((1, 16, 2))
+    pred = gt.copy()
+    pred[0, 0] = [9.0, 12.0]  # 15 px away: exactly 0.5 x head size 30
+    boxes = np.array([[0, 0, 30, 40]], float)
+    result = pckh(pred, gt, np.ones((1, 16)), boxes, MPII)
+    assert result["ankle"] == 100.0
+    assert result["per_joint"][0] == 100.0
+
+
+def test_pckh_reports_each_joint_and_nan_for_joints_never_annotated():
+    gt = np.zeros((2, 16, 2))
+    pred = gt.copy()
+    pred[0, 10] = [20.0, 0]  # wrist off by more than 15 px in one of two images
+    visible = np.ones((2, 16))
+    visible[:, 9] = 0  # head top never annotated
+    result = pckh(pred, gt, visible, np.array([[0, 0, 30, 40]] * 2, float), MPII)
+    per_joint = result["per_joint"]
+    assert len(per_joint) == 16 and np.isnan(per_joint[9])
+    assert per_joint[10] == 50.0
+    assert [v for j, v in enumerate(per_joint) if j not in (9, 10)] == [100.0] * 14
+    assert result["wrist"] == 75.0 and result["head"] == 100.0
+
+
 def test_pck_normalises_by_left_shoulder_to_right_hip():
     gt = np.zeros((1, 14, 2))
     gt[0, 9] = [0, 0]
@@ -33,20 +65,66 @@ def test_pck_normalises_by_left_shoulder_to_right_hip():
     assert pck(pred, gt, np.ones((1, 14)), (9, 2)) == pytest.approx(100 * 13 / 14)
 
 
-def _face(eye_distance=100.0):
-    gt = np.zeros((1, 68, 2))
-    gt[0, 36] = [0, 0]
-    gt[0, 45] = [eye_distance, 0]
+def test_pck_counts_a_joint_exactly_at_the_threshold_as_correct():
+    gt = np.zeros((1, 14, 2))
+    gt[0, 2] = [0, 50]  # torso 50 px -> threshold 10 px
+    pred = gt.copy()
+    pred[0, 0] += [6.0, 8.0]  # 10 px away
+    assert pck(pred, gt, np.ones((1, 14)), (9, 2)) == 100.0
+
+
+def test_pck_skips_images_without_both_normaliser_joints():
+    gt = np.zeros((2, 14, 2))
+    gt[:, 2] = [0, 50]
+    pred = gt.copy()
+    pred[1] += 100.0  # all wrong, but its left shoulder is missing
+    visible = np.ones((2, 14))
+    visible[1, 9] = 0
+    assert pck(pred, gt, visible, (9, 2)) == 100.0
+
+
+def _face(meta):
+    """Outer eye corners at x = 0 and 100, eye centres at x = 20 and 80: each eye contour runs
+    from its corner at x = 0 (or 60) over the upper lid to its corner at x = 40 (or 100)."""
+    eye, other_eye = (list(group) for group in meta.eye_groups)
+    gt = np.zeros((1, meta.num_landmarks, 2))
+    lid = np.linspace(0, 40, len(eye) // 2 + 1)[1:-1]
+    gt[0, eye] = [[0, 0], *[[x, -5] for x in lid], [40, 0], *[[x, 5] for x in lid[::-1]]]
+    gt[0, other_eye] = gt[0, eye] + np.array([60.0, 0.0])
     return gt
 
 
-def test_nme_is_mean_error_over_interocular_distance_in_percent():
-    gt = _face()
-    pred = gt.copy()
-    pred[0, :, 0] += 5.0  # every point off by 5 px
+def _shifted(gt, dx, dy):
+    return gt + np.array([dx, dy])
+
+
+def test_face_metrics_in_percent_of_interocular_and_interpupil_distance():
+    gt = _face(FACE_300W)
+    assert interocular(gt, FACE_300W.normaliser).tolist() == [100.0]
+    assert interpupil(gt, FACE_300W.eye_groups).tolist() == pytest.approx([60.0])
+    pred = _shifted(gt, 6.0, 0.0)  # every point off by 6 px
     result = face_metrics(pred, gt, np.ones((1, 68)), FACE_300W)
-    assert result["nme"] == pytest.approx(5.0)
-    assert "nme_interpupil" in result and "auc@0.08" in result and "fr@0.08" in result
+    assert result == pytest.approx(
+        {"nme": 6.0, "nme_interpupil": 10.0, "auc@0.08": 25.0, "fr@0.08": 0.0}
+    )
+
+
+def test_wflw_face_metrics_use_its_eye_corners_contours_and_threshold():
+    gt = _face(WFLW)
+    assert interocular(gt, WFLW.normaliser).tolist() == [100.0]
+    result = face_metrics(_shifted(gt, 0.0, 8.0), gt, np.ones((1, 98)), WFLW, threshold=0.1)
+    assert result == pytest.approx(
+        {"nme": 8.0, "nme_interpupil": 100 * 8 / 60, "auc@0.1": 20.0, "fr@0.1": 0.0}
+    )
+
+
+def test_nme_ignores_landmarks_without_ground_truth():
+    gt = _face(FACE_300W)
+    pred = _shifted(gt, 5.0, 0.0)
+    pred[0, 0] += 1000.0
+    visible = np.ones((1, 68))
+    visible[0, 0] = 0
+    assert face_metrics(pred, gt, visible, FACE_300W)["nme"] == pytest.approx(5.0)
 
 
 def test_auc_and_failure_rate_on_a_known_distribution():

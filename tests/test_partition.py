@@ -66,7 +66,11 @@ def test_iid_sizes_balanced_and_attribute_unused(faces: list[Record]) -> None:
     # The records are grouped by site; a shuffled IID split mixes them.
     assert all(len(sites_of(faces, p)) >= 3 for p in partition_records(faces, "iid", 7))
     bare = [record() for _ in range(30)]  # no attributes at all: fine for iid and quantity
-    assert len(partition_records(bare, "iid", 3)) == len(partition_records(bare, "quantity", 3))
+    for scheme in ("iid", "quantity"):
+        parts = partition_records(bare, scheme, 3)
+        assert len(parts) == 3 and all(parts)
+        assert sorted(i for p in parts for i in p) == list(range(30)), scheme
+    assert [len(p) for p in partition_records(bare, "iid", 3)] == [10, 10, 10]
 
 
 def mean_tv(records: list[Record], parts: list[list[int]]) -> float:
@@ -172,10 +176,11 @@ def test_no_network(faces: list[Record], monkeypatch: pytest.MonkeyPatch) -> Non
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("partitioning tried to open a connection")
 
+    expected = {scheme: partitions_for(faces, scheme) for scheme in SCHEMES}
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
-    for scheme in SCHEMES:
-        partitions_for(faces, scheme)
+    for scheme in SCHEMES:  # the same partitions, computed offline
+        assert partitions_for(faces, scheme) == expected[scheme], scheme
 
 
 def test_synthetic_faces_dirichlet_by_site(tmp_path: Path) -> None:
@@ -184,7 +189,12 @@ def test_synthetic_faces_dirichlet_by_site(tmp_path: Path) -> None:
     parts = partition_records(faces, "dirichlet", 8, attribute="site", alpha=0.5)
     assert sorted(i for p in parts for i in p) == list(range(len(faces)))
     stats = partition_statistics(faces, parts, "site")
+    sites = [face.attributes["site"] for face in faces]
     assert stats["num_assigned"] == len(faces) and stats["sizes"]["min"] >= 1
-    assert set(stats["values"]) <= {"afw", "helen", "lfpw", "ibug"}
+    assert stats["values"] == sorted(set(sites)) == ["afw", "helen", "lfpw"]  # ibug: test only
+    for part, row in zip(parts, stats["partitions"], strict=True):
+        assert row["size"] == len(part)
+        assert row["counts"] == {s: sum(sites[i] == s for i in part) for s in stats["values"]}
     assert stats["mean_tv_distance"] > 0.1
-    assert "afw" in format_partition_table(stats)
+    table = format_partition_table(stats)
+    assert table.splitlines()[0].split()[:5] == ["partition", "size", *stats["values"]]

@@ -57,14 +57,25 @@ def test_targets_are_unnormalised_truncated_gaussians_with_zero_weight_when_unus
     assert not heatmaps[1].any() and not heatmaps[2].any()
 
 
-def test_flipping_twice_is_the_identity_and_partners_swap():
+def test_flip_landmarks_swaps_points_and_flags_of_partners_and_keeps_the_midline():
+    points = np.arange(32, dtype=np.float32).reshape(16, 2)
+    visible = np.arange(16, dtype=np.float32)
+    flipped_points, flipped_visible = flip_landmarks(points, visible, MPII.flip_permutation)
+    np.testing.assert_array_equal(flipped_points[[0, 5]], points[[5, 0]])  # ankles
+    np.testing.assert_array_equal(flipped_points[[12, 13]], points[[13, 12]])  # shoulders
+    assert flipped_visible[[0, 5, 12, 13]].tolist() == [5, 0, 13, 12]
+    midline = [6, 7, 8, 9]  # pelvis, thorax, upper neck, head top
+    np.testing.assert_array_equal(flipped_points[midline], points[midline])
+    np.testing.assert_array_equal(flipped_visible[midline], visible[midline])
+
+
+def test_flipping_landmarks_twice_is_the_identity():
     points = np.arange(32, dtype=np.float32).reshape(16, 2)
     visible = np.arange(16, dtype=np.float32)
     perm = MPII.flip_permutation
-    once = flip_landmarks(points, visible, perm)
-    twice = flip_landmarks(*once, perm)
+    twice = flip_landmarks(*flip_landmarks(points, visible, perm), perm)
     np.testing.assert_array_equal(twice[0], points)
-    assert once[1][0] == 5 and once[1][5] == 0  # right ankle <-> left ankle
+    np.testing.assert_array_equal(twice[1], visible)
 
 
 def test_flipped_crop_mirrors_the_image_exactly():
@@ -99,5 +110,7 @@ def test_augmentation_follows_the_recipe_limits():
 
 
 def test_bad_codec_settings_are_rejected():
-    with pytest.raises(ValueError, match="sigma"):
+    with pytest.raises(ValueError, match="sigma must be > 0"):
         HeatmapCodec(16, sigma=0)
+    with pytest.raises(ValueError, match="heatmap size must be >= 2"):
+        HeatmapCodec(1)

@@ -20,8 +20,15 @@ def _pts(path: Path, lines: list[str], count: int | None = None, closing: str = 
 def test_round_trip(tmp_path: Path) -> None:
     points = np.random.default_rng(0).uniform(0, 100, size=(68, 2)).astype(np.float32)
     write_pts(tmp_path / "a.pts", points)
-    assert "n_points:  68" in (tmp_path / "a.pts").read_text()
     np.testing.assert_allclose(read_pts(tmp_path / "a.pts", expected_points=68), points, atol=1e-3)
+
+
+def test_written_file_has_the_ibug_header_and_one_based_points(tmp_path: Path) -> None:
+    write_pts(tmp_path / "a.pts", np.array([[0.0, 0.0], [9.5, 19.25]], np.float32))
+    lines = (tmp_path / "a.pts").read_text().splitlines()
+    assert lines[:3] == ["version: 1", "n_points:  2", "{"] and lines[-1] == "}"
+    on_disk = [[float(v) for v in line.split()] for line in lines[3:-1]]
+    assert on_disk == [[1.0, 1.0], [10.5, 20.25]]
 
 
 def test_one_based_on_disk_with_two_space_header(tmp_path: Path) -> None:

@@ -71,9 +71,9 @@ def test_train_split(tmp_path: Path) -> None:
 
     bad = {Path(b.path).name: b for b in result.bad}
     assert set(bad) == {"noimage.pts", "bad67.pts", "nobrace.pts"}
-    assert "missing image" in bad["noimage.pts"].reason
-    assert "67" in bad["bad67.pts"].reason
-    assert "closing" in bad["nobrace.pts"].reason and bad["nobrace.pts"].line == 3 + 68
+    assert bad["noimage.pts"].reason == "missing image (.jpg, .png or .jpeg)"
+    assert bad["bad67.pts"].reason == "expected 68 points, file has 67"
+    assert bad["nobrace.pts"].reason == "no closing '}'" and bad["nobrace.pts"].line == 3 + 68
 
 
 def test_test_and_full_splits(tmp_path: Path) -> None:

@@ -74,7 +74,9 @@ def test_coco(tmp_path: Path) -> None:
         ("person_keypoints_val2017.json", 4),
         ("person_keypoints_val2017.json", 5),
     ]
-    assert "keypoints" in val.bad[0].reason and "000002.jpg" in val.bad[1].reason
+    assert val.bad[0].reason == "missing key 'keypoints'"
+    assert "000002.jpg" in val.bad[1].reason
+    assert val.bad[2].reason == "image_id 7 is not in 'images'"
 
     (train,) = read_dataset("coco", tmp_path, "train").records
     assert train.split == "train" and train.image == tmp_path / "train2017" / "000001.jpg"

@@ -59,6 +59,7 @@ def test_a_person_depends_on_seed_and_index_only(tmp_path: Path) -> None:
     synthesize_poses(tmp_path / "few", 3, seed=5, image_size=64)
     synthesize_poses(tmp_path / "more", 7, seed=5, image_size=64)
     few, more = digests(tmp_path / "few" / "images"), digests(tmp_path / "more" / "images")
+    assert len(few) == 3 and len(more) == 7
     assert all(more[name] == digest for name, digest in few.items())
 
 
@@ -77,11 +78,19 @@ def test_progress_counts_up_to_num(generate, tmp_path: Path) -> None:
 
 def test_face_tree_has_every_subset_and_split(faces: tuple[Path, SynthSummary]) -> None:
     root, summary = faces
-    for subset in FACE_SUBSETS:
-        assert list((root / subset).glob("face_*.jpg")), subset
-    assert summary.count == 40 and sum(summary.per_split.values()) == 40
+    counts = {subset: len(list((root / subset).glob("face_*.jpg"))) for subset in FACE_SUBSETS}
+    assert min(counts.values()) > 0, counts
+    assert summary.count == 40
+    assert summary.per_split == {
+        "train": counts["afw"] + counts["helen/trainset"] + counts["lfpw/trainset"],
+        "common": counts["helen/testset"] + counts["lfpw/testset"],
+        "challenging": counts["ibug"],
+    }
     assert summary.per_split == {"train": 32, "common": 6, "challenging": 2}
-    assert sum(summary.per_site.values()) == 40 and min(summary.per_site.values()) > 0
+    assert summary.per_site == {
+        site: sum(n for subset, n in counts.items() if subset.split("/")[0] == site)
+        for site in ("afw", "helen", "lfpw", "ibug")
+    }
 
 
 def test_small_face_sets_keep_train_and_common(tmp_path: Path) -> None:
@@ -180,13 +189,30 @@ def test_poses_vary_in_activity_site_and_visibility(poses: tuple[Path, SynthSumm
     assert sum(summary.per_site.values()) == 100
 
 
-def test_readers_load_the_synthetic_data(faces, poses) -> None:
+def test_readers_load_the_synthetic_faces_with_their_attributes(faces) -> None:
     """The embedded default goes through the real readers: nothing may be rejected."""
-    face_result = read_dataset("300w", faces[0])
-    assert not face_result.bad and len(face_result.records) == 40
-    assert {record.attributes["style"] for record in face_result.records}
-    pose_result = read_dataset("mpii", poses[0])
-    assert not pose_result.bad and len(pose_result.records) == 100
+    root, _ = faces
+    result = read_dataset("300w", root)
+    assert not result.bad and len(result.records) == 40
+    attributes = json.loads((root / "fedland_attributes.json").read_text())
+    for record in result.records:
+        assert record.attributes == attributes[record.image.relative_to(root).as_posix()]
+        points = read_pts(record.image.with_suffix(".pts"), expected_points=68)
+        np.testing.assert_array_equal(record.landmarks, points)
+
+
+def test_readers_load_the_synthetic_poses_with_their_joints(poses) -> None:
+    root, _ = poses
+    result = read_dataset("mpii", root)
+    assert not result.bad and len(result.records) == 100
+    annotations = json.loads((root / "mpii_annotations.json").read_text())
+    for record, annotation in zip(result.records, annotations, strict=True):
+        assert record.image == root / "images" / annotation["img_paths"]
+        joints = np.asarray(annotation["joint_self"], np.float32)
+        annotated = ~(joints[:, :2] == 0).all(axis=1)
+        np.testing.assert_array_equal(record.visible, annotated.astype(np.float32))
+        np.testing.assert_allclose(record.landmarks[annotated], joints[annotated, :2] - 1)
+        assert record.split == ("val" if annotation["isValidation"] else "train")
 
 
 def test_regenerating_overwrites_own_files_only(tmp_path: Path) -> None:
