@@ -125,6 +125,8 @@ def train(config: ExperimentConfig, out: str | Path, resume: bool = False) -> di
     history: list[dict] = list(state["history"])
     best = state["best"]
     loader = make_loader(task.train, settings.batch_size, True, config.data.workers, settings.seed)
+    if "rng" in state:
+        _restore_rng(state["rng"], loader.generator, device)
     flip_test = flip_test_enabled(config, task.meta)
     started = time.perf_counter()
     deadline = (
@@ -172,6 +174,7 @@ def train(config: ExperimentConfig, out: str | Path, resume: bool = False) -> di
             model,
             optimizer=optimizer.state_dict(),
             scheduler=scheduler.state_dict(),
+            rng=_rng_state(loader.generator, device),
             **extra,
         )
         print(
@@ -192,6 +195,22 @@ def train(config: ExperimentConfig, out: str | Path, resume: bool = False) -> di
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _rng_state(loader_generator: torch.Generator, device: torch.device) -> dict:
+    """The random states the next epoch draws from: the loader's shuffle and the global
+    generators (stochastic gradient rounding), so a resumed run continues bit-exactly."""
+    state = {"loader": loader_generator.get_state(), "torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _restore_rng(state: dict, loader_generator: torch.Generator, device: torch.device) -> None:
+    loader_generator.set_state(state["loader"])
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 def _tick(bar: tqdm, images: int, loss: float) -> None:

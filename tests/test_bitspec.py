@@ -7,7 +7,16 @@ def test_parse_and_print_round_trip():
     spec = BitSpec.parse("w1a8g8")
     assert (spec.weights, spec.activations, spec.gradients) == (1, 8, 8)
     assert str(spec) == "w1a8g8"
-    assert BitSpec.parse("W32A32G32").full_precision
+    assert BitSpec.parse(" W2A4G32 ") == BitSpec(2, 4, 32)
+    assert BitSpec.parse(spec) is spec
+
+
+@pytest.mark.parametrize(
+    ("text", "full"), [("w32a32g32", True), ("w32a32g8", False), ("w1a32g32", False)]
+)
+def test_full_precision_means_every_part_is_float(text, full):
+    assert BitSpec.parse(text).full_precision is full
+    assert BitSpec() == BitSpec.parse("w32a32g32")
 
 
 @pytest.mark.parametrize("text", ["w1a8", "1-8-8", "w1a8g8x", "", "wa8g8"])

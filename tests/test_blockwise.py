@@ -111,11 +111,14 @@ def test_round_up_bfloat16_keeps_exact_values_and_special_values():
     assert round_up_bfloat16(torch.tensor([float("nan")])).isnan().all()
 
 
-def test_same_generator_seed_gives_the_same_codes():
+def test_same_generator_seed_gives_the_same_codes_and_another_seed_others():
     values = torch.randn(5 * BLOCK)
     first = quantize_blockwise(values, 4, BLOCK, True, torch.Generator().manual_seed(3))
     second = quantize_blockwise(values, 4, BLOCK, True, torch.Generator().manual_seed(3))
-    assert torch.equal(first[0], second[0])
+    other = quantize_blockwise(values, 4, BLOCK, True, torch.Generator().manual_seed(4))
+    assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
+    assert torch.equal(other[1], first[1])  # scales do not depend on the noise
+    assert not torch.equal(other[0], first[0])
 
 
 def test_empty_input_gives_empty_codes_and_scales():
@@ -141,3 +144,25 @@ def test_cuda_matches_cpu_for_nearest_rounding(bits):
     assert torch.equal(cuda[0].cpu(), cpu[0]) and torch.equal(cuda[1].cpu(), cpu[1])
     decoded = dequantize_blockwise(*cuda, bits, BLOCK, values.numel())
     assert torch.equal(decoded.cpu(), dequantize_blockwise(*cpu, bits, BLOCK, values.numel()))
+
+
+@pytest.mark.parametrize("bits", [1, 2, 4, 8])
+def test_stochastic_rounding_draws_independently_for_each_value_of_a_block(bits):
+    block, blocks = 256, 40
+    level = max_level(bits)
+    # Every block: one value at the top of the grid (scale 1) and the rest halfway between
+    # two levels, so each of them rounds up with probability 1/2.
+    middle = 0.0 if bits == 1 else level - 1.5
+    values = torch.full((blocks, block), middle)
+    values[:, 0] = float(level)
+    generator = torch.Generator().manual_seed(5)
+    decoded, codes, scales = round_trip(values.reshape(-1), bits, True, block, generator)
+    assert torch.equal(scales.float(), torch.ones(blocks))
+    # The mean of each decoded block is close to the block's true mean: one draw per block
+    # would move all of it half a level (a whole level at 1 bit) at once.
+    spread = (1.0 if bits == 1 else 0.5) / block**0.5  # standard deviation of a block mean
+    error = decoded.view(blocks, block).mean(dim=1) - values.mean(dim=1)
+    assert (error.abs() <= 6 * spread).all()
+    # Within every block, some of the halfway values round up and some down.
+    halfway = codes.view(blocks, block)[:, 1:]
+    assert (halfway.amax(dim=1) > halfway.amin(dim=1)).all()

@@ -46,10 +46,18 @@ def test_k_bit_weights_use_2_to_the_k_symmetric_levels_of_step_2_to_1_minus_k(bi
     assert (values - weight).abs().max() <= weight.abs().max() * 2.0 ** (1 - bits)
 
 
-def test_per_tensor_scale_option():
+@pytest.mark.parametrize("bits", [1, 2, 4])
+def test_per_tensor_scale_treats_the_tensor_as_one_filter(bits):
     weight = torch.randn(4, 3, 3, 3)
-    quantized = quantize_weight(weight, 4, per_filter=False)
+    weight[0] *= 10  # one filter much larger than the others
+    quantized = quantize_weight(weight, bits, per_filter=False)
     assert quantized.scale.numel() == 1
+    one_filter = quantize_weight(weight.reshape(1, -1), bits).dequantize()
+    assert torch.equal(quantized.dequantize(), one_filter.view_as(weight))
+    if bits == 4:
+        assert quantized.scale.item() == pytest.approx(weight.abs().max().item() / 8)
+    per_filter = quantize_weight(weight, bits).dequantize()
+    assert not torch.equal(quantized.dequantize()[1:], per_filter[1:])
 
 
 def test_dequantize_is_the_one_reconstruction():
@@ -85,5 +93,23 @@ def test_gradient_quantization_keeps_small_values_alive_on_average():
     assert (quantized[1:] != 0).any()
 
 
-def test_zero_gradient_passes_through():
+def test_zero_and_non_finite_gradients_pass_through():
     assert torch.equal(quantize_gradient(torch.zeros(3), 4), torch.zeros(3))
+    broken = torch.tensor([0.5, float("inf"), -0.25])
+    assert quantize_gradient(broken, 4) is broken
+
+
+def test_stochastic_gradient_rounding_draws_independently_for_each_value():
+    rows, columns = 16, 256
+    step = 1.0 / 7  # 4 bits: range 1, 7 levels each side
+    grad = torch.full((rows, columns), 2.5 * step)  # halfway between two levels
+    grad[0, 0] = 1.0
+    quantized = quantize_gradient(grad, 4)
+    halfway = torch.round(quantized / step).view(-1)[1:]
+    assert set(halfway.unique().tolist()) == {2.0, 3.0}
+    # one draw per tensor (or per row) would move every value of it, and so its mean, by
+    # half a step; independent draws keep each row's mean within a few standard deviations
+    error = (quantized - grad).mean(dim=1)
+    assert (error.abs() <= 6 * 0.5 * step / columns**0.5).all()
+    rounded_up = halfway.eq(3.0).float().mean().item()
+    assert rounded_up == pytest.approx(0.5, abs=6 * 0.5 / halfway.numel() ** 0.5)

@@ -4,6 +4,7 @@ import torch
 from fedland.model import build_model, heatmap_loss
 from fedland.quant import SavedTensorStore
 from fedland.quant.saved_tensors import expected_packed_bytes
+from fedland.train import make_optimizer, train_epoch
 from tests.conftest import images
 
 
@@ -81,3 +82,50 @@ def test_model_store_follows_the_activation_bits(tiny):
 def test_bits_outside_range_are_rejected():
     with pytest.raises(ValueError, match=r"1\.\.8"):
         SavedTensorStore(bits=16)
+
+
+def _one_batch_loader(batch=4):
+    torch.manual_seed(1)
+    target = torch.zeros(batch, 5, 16, 16)
+    target[:, :, 8, 8] = 1.0
+    return [{"image": images(batch), "target": target, "target_weight": torch.ones(batch, 5)}]
+
+
+def _trained_by_train_epoch(tiny, loader, low_bit):
+    torch.manual_seed(0)
+    model = build_model(
+        num_unets=1, order=0, bits="w2a4g32", low_bit_saved_activations=low_bit, **tiny
+    )
+    optimizer = make_optimizer(model, lr=1e-3)
+    train_epoch(model, loader, optimizer, torch.device("cpu"))
+    return model
+
+
+def test_training_loop_keeps_saved_activations_at_the_activation_bits(tiny):
+    """`train_epoch` (the step of `fedland train` and of every federated client) runs
+    backward through a 4-bit store: its gradients and weights are those of that store."""
+    loader = _one_batch_loader()
+    batch = loader[0]
+    low_bit = _trained_by_train_epoch(tiny, loader, low_bit=True)
+    full = _trained_by_train_epoch(tiny, loader, low_bit=False)
+
+    torch.manual_seed(0)
+    reference = build_model(num_unets=1, order=0, bits="w2a4g32", **tiny)
+    optimizer = make_optimizer(reference, lr=1e-3)
+    reference.train()
+    with SavedTensorStore.for_model(reference, 4) as store:
+        outputs = reference(batch["image"])
+    heatmap_loss(outputs, batch["target"], batch["target_weight"]).backward()
+    optimizer.step()
+    assert store.bits == 4 and store.stored_bytes > 0
+
+    named = list(reference.named_parameters())
+    for (name, expected), trained in zip(named, low_bit.parameters(), strict=True):
+        assert torch.equal(trained.grad, expected.grad), name
+        assert torch.equal(trained, expected), name
+    differing = [
+        name
+        for (name, _), a, b in zip(named, low_bit.parameters(), full.parameters(), strict=True)
+        if not torch.equal(a.grad, b.grad)
+    ]
+    assert len(differing) > len(named) // 2
