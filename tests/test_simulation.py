@@ -7,34 +7,20 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import psutil
 import pytest
 
 from fedland.cli import main
 from simulations.harness import PROJECT_ROOT, flower_environment, stop_process_tree
 from tests.conftest import TINY_FEDERATION
+from tests.processes import Leftovers
 
 pytestmark = pytest.mark.slow
 
-FLOWER_PROCESSES = ("flower-superlink", "flower-superexec", "flwr-serverapp", "flwr-simulation")
-
-
-def _started_since(moment: float) -> list[str]:
-    found = []
-    for process in psutil.process_iter(["cmdline", "create_time", "name"]):
-        cmdline = " ".join(process.info["cmdline"] or [])
-        if process.info["create_time"] < moment - 1:
-            continue
-        if any(name in cmdline for name in FLOWER_PROCESSES) or "raylet" in cmdline:
-            found.append(cmdline[:120])
-    return found
-
 
 def test_simulate_runs_two_clients_for_two_rounds_and_stops_everything(tmp_path, capsys):
-    started = time.time()
+    leftovers = Leftovers()
     out = tmp_path / "run"
     args = ["simulate", "--out", str(out)]
     settings = [*TINY_FEDERATION, "federation.rounds=2", "partition.num_partitions=2"]
@@ -57,7 +43,7 @@ def test_simulate_runs_two_clients_for_two_rounds_and_stops_everything(tmp_path,
     assert summary["nme"] == rows[-1]["nme"] and summary["wall_seconds"] > 0
     assert summary["config"]["codec"]["uplink_bits"] == 4
     assert (out / "final.pt").is_file() and (out / "partitions.json").is_file()
-    assert _started_since(started) == []
+    assert leftovers() == {}  # SuperLink, Ray and the app processes all stopped
 
 
 def test_simulate_names_a_bad_config_key(tmp_path, capsys):
@@ -67,7 +53,7 @@ def test_simulate_names_a_bad_config_key(tmp_path, capsys):
 
 def test_flwr_run_runs_the_same_apps_from_pyproject(tmp_path):
     """`flwr run .` with the run config of pyproject.toml (overridden to a tiny run)."""
-    started = time.time()
+    leftovers = Leftovers()
     home = tmp_path / "flwr-home"
     home.mkdir()
     env = flower_environment(home)
@@ -83,11 +69,12 @@ def test_flwr_run_runs_the_same_apps_from_pyproject(tmp_path):
     try:
         result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     finally:  # `flwr run` leaves its local SuperLink running: stop it and what it started
-        for process in psutil.process_iter(["cmdline"]):
-            if str(home) in " ".join(process.info["cmdline"] or []):
-                stop_process_tree(process.pid)
+        left = leftovers()
+        for pid in left:
+            stop_process_tree(pid)
     assert result.returncode == 0, result.stdout[-2000:]
-    assert _started_since(started) == []
+    assert any("flower-superlink" in command for command in left.values())
+    assert leftovers() == {}
     summary = json.loads((out / "summary.json").read_text())
     assert summary["rounds"] == 1 and summary["uplink_bytes"] > 0
     assert summary["config"]["codec"]["uplink_bits"] == 4  # the quickstart's
