@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import time
 
 import psutil
 
@@ -43,3 +44,11 @@ class Leftovers:
 
     def __call__(self) -> dict[int, str]:
         return {pid: cmd for pid, cmd in running_descendants().items() if pid not in self.before}
+
+    def after(self, seconds: float) -> dict[int, str]:
+        """What is still running `seconds` from now (or none, as soon as all have exited):
+        Ray's workers leave on their own a few seconds after their raylet stops."""
+        deadline = time.monotonic() + seconds
+        while (left := self()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return left
