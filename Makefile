@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # The CPU build of torch; GPU users install their own build first (see README).
 TORCH_CPU := torch==2.13.0
 
-.PHONY: setup run test lint format bench clean
+.PHONY: setup run test lint format bench mutate clean
 
 setup: $(STAMP)
 
@@ -40,5 +40,18 @@ bench: setup
 	$(BIN)/python benchmarks/codec.py
 	$(BIN)/python benchmarks/centralized.py
 
+# Mutation testing of the core packages ([tool.mutmut] in pyproject.toml); not part of `make test`.
+# Results are cached in mutants/ (a rerun only retests changed functions; rm -rf mutants to
+# start over). MUTANTS narrows the run to mutant names, e.g. MUTANTS='fedland.metrics.*';
+# MUTATE_JOBS sets the number of parallel workers (default: all cores). One thread each, so
+# the workers do not oversubscribe the cores.
+MUTANTS ?=
+MUTATE_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+
+mutate: setup
+	test -x $(BIN)/mutmut || $(BIN)/pip install --quiet -e ".[mutate]"
+	set -f; OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/mutmut run --max-children $(MUTATE_JOBS) $(MUTANTS)
+	$(BIN)/python benchmarks/mutation_score.py
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info mutants

@@ -75,6 +75,9 @@ def test_flwr_run_runs_the_same_apps_from_pyproject(tmp_path):
     assert result.returncode == 0, result.stdout[-2000:]
     assert any("flower-superlink" in command for command in left.values())
     assert leftovers.after(30) == {}
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [(row["round"], row.get("accepted")) for row in rows] == [(0, 0), (1, 2)]
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["rounds"] == 1 and summary["uplink_bytes"] > 0
+    assert summary["rounds"] == 1 and summary["uplink_bytes"] == rows[1]["uplink_bytes"]
+    assert 0 < rows[1]["uplink_bytes"] < rows[1]["fp32_uplink_bytes"] / 4
     assert summary["config"]["codec"]["uplink_bits"] == 4  # the quickstart's
