@@ -54,6 +54,7 @@ def _train(tiny, bits, steps=25):
     return loss.item()
 
 
+@pytest.mark.slow
 def test_training_with_low_bit_storage_converges_like_float_storage(tiny):
     float_loss = _train(tiny, None)
     assert _train(tiny, 4) < 1.5 * float_loss
