@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 
@@ -8,6 +10,7 @@ from fedland.metrics import (
     head_sizes,
     interocular,
     interpupil,
+    nme_per_image,
     pck,
     pckh,
 )
@@ -133,3 +136,100 @@ def test_auc_and_failure_rate_on_a_known_distribution():
     # CED: 1/3 jump at 0, 2/3 from 0.04 on -> area (1/3*0.08 + 1/3*0.04) / 0.08
     assert auc == pytest.approx(100 * (1 / 3 + 1 / 6))
     assert failure == pytest.approx(100 / 3)
+
+
+def test_auc_and_failure_rate_default_to_a_threshold_of_0_08():
+    auc, failure = auc_and_failure_rate(np.array([0.0, 0.04, 0.1]))
+    assert auc == pytest.approx(100 * (1 / 3 + 1 / 6))
+    assert failure == pytest.approx(100 / 3)
+
+
+def test_face_metrics_default_to_auc_and_failure_rate_at_0_08():
+    gt = _face(FACE_300W)
+    pred = _shifted(gt, 10.0, 0.0)  # NME 10 % of the interocular distance: above 0.08
+    result = face_metrics(pred, gt, np.ones((1, 68)), FACE_300W)
+    assert result == pytest.approx(
+        {"nme": 10.0, "nme_interpupil": 100 * 10 / 60, "auc@0.08": 0.0, "fr@0.08": 100.0}
+    )
+
+
+def test_auc_and_failure_rate_are_nan_without_images():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        auc, failure = auc_and_failure_rate(np.array([]))
+    assert np.isnan(auc) and np.isnan(failure)
+
+
+def test_an_error_exactly_at_the_threshold_is_not_a_failure():
+    auc, failure = auc_and_failure_rate(np.array([0.0625, 0.125, 0.25]), 0.125)
+    assert failure == pytest.approx(100 / 3)
+    assert auc == pytest.approx(100 * (0.0625 / 0.125) / 3)
+    assert auc_and_failure_rate(np.array([0.125]), 0.125) == (0.0, 0.0)
+
+
+def test_pckh_is_nan_for_a_joint_group_never_annotated():
+    gt = np.zeros((2, 16, 2))
+    visible = np.ones((2, 16))
+    visible[:, [8, 9]] = 0  # upper neck and head top: the whole head group
+    result = pckh(gt.copy(), gt, visible, np.array([[0, 0, 30, 40]] * 2, float), MPII)
+    assert np.isnan(result["head"])
+    assert result["wrist"] == 100.0 and result["pckh"] == 100.0
+
+
+def test_pck_is_nan_when_no_image_has_both_normaliser_landmarks():
+    gt = np.zeros((1, 14, 2))
+    gt[0, 2] = [0, 50]
+    visible = np.ones((1, 14))
+    visible[0, 2] = 0
+    assert np.isnan(pck(gt.copy(), gt, visible, (9, 2)))
+
+
+def test_head_size_uses_box_width_and_height_for_boxes_away_from_the_origin():
+    boxes = np.array([[10, 20, 40, 60], [5, 7, 17, 12]], float)  # 30 x 40 and 12 x 5
+    assert head_sizes(boxes) == pytest.approx([0.6 * 50, 0.6 * 13])
+
+
+def test_interocular_distance_of_a_face_away_from_the_origin():
+    gt = _shifted(_face(FACE_300W), 50.0, 30.0)
+    assert interocular(gt, FACE_300W.normaliser) == pytest.approx([100.0])
+
+
+def test_pck_normalises_by_the_torso_of_a_person_away_from_the_origin():
+    gt = np.full((1, 14, 2), 40.0)
+    gt[0, 9] = [20, 30]
+    gt[0, 2] = [50, 70]  # torso 50 px -> threshold 10 px
+    pred = gt.copy()
+    pred[0, 0] += [9, 0]
+    pred[0, 1] += [11, 0]
+    assert pck(pred, gt, np.ones((1, 14)), (9, 2)) == pytest.approx(100 * 13 / 14)
+
+
+def test_pck_skips_images_whose_normaliser_landmarks_coincide():
+    gt = np.zeros((2, 14, 2))
+    gt[0, 2] = [0, 50]
+    gt[1] = 30.0  # left shoulder and right hip at the same point: torso 0
+    pred = gt.copy()
+    pred[1] += 1.0  # all wrong, but the image has no scale
+    assert pck(pred, gt, np.ones((2, 14)), (9, 2)) == 100.0
+
+
+def test_pck_counts_an_image_with_a_small_torso():
+    gt = np.zeros((1, 14, 2))
+    gt[0, 2] = [0, 0.5]  # torso 0.5 px -> threshold 0.1 px
+    pred = gt.copy()
+    pred[0, 0] += [0.05, 0]
+    pred[0, 1] += [0.2, 0]
+    assert pck(pred, gt, np.ones((1, 14)), (9, 2)) == pytest.approx(100 * 13 / 14)
+
+
+def test_nme_per_image_averages_over_each_images_annotated_landmarks():
+    gt = np.zeros((4, 4, 2))
+    pred = gt.copy()
+    pred[0, :, 0] = [3, 4, 5, 0]  # all annotated: mean 3
+    pred[1, :, 0] = [2, 6, 99, 99]  # first two annotated: mean 4
+    pred[2, :, 0] = 99  # none annotated
+    pred[3, :, 0] = [5, 99, 99, 99]  # one annotated: mean 5
+    visible = np.array([[1, 1, 1, 1], [1, 1, 0, 0], [0, 0, 0, 0], [1, 0, 0, 0]])
+    normaliser = np.array([10.0, 8.0, 10.0, 10.0])
+    nme = nme_per_image(pred, gt, visible, normaliser)
+    assert nme == pytest.approx([0.3, 0.5, 0.0, 0.5])
