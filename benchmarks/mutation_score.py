@@ -7,13 +7,19 @@ fedland/quant, or a module directly in the top package such as fedland/metrics.p
 total. The score is killed / (killed + survived); timeouts, mutants no test reaches and
 the rest (not run yet, suspicious, segfault, ...) are counted apart and left out of it.
 
-    python benchmarks/mutation_score.py [--mutants mutants] [--survivors]
+    python benchmarks/mutation_score.py [--mutants mutants] [--survivors] [--sample N]
+
+A full run takes hours on two cores; `--sample N` prints the names of N mutants per package
+drawn with a fixed seed, for `make mutate MUTANTS="..."`, and `--only-sample N` scores just
+those, an estimate of each package's score with its 95% margin.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import random
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -50,26 +56,41 @@ def read_results(root: Path) -> dict[str, dict[str, int | None]]:
     return results
 
 
+def sample(results: dict[str, dict[str, int | None]], size: int, seed: int = 0):
+    """The same `size` mutants of each package every time (all of a smaller package)."""
+    drawn: dict[str, dict[str, int | None]] = {}
+    for package, codes in sorted(results.items()):
+        names = sorted(codes)
+        chosen = random.Random(f"{seed}/{package}").sample(names, min(size, len(names)))
+        drawn[package] = {name: codes[name] for name in sorted(chosen)}
+    return drawn
+
+
 def status_of(code: int | None) -> str:
     return STATUS.get(code, "other") if code is not None else "other"
 
 
-def table(results: dict[str, dict[str, int | None]]) -> str:
-    """The Markdown table: package | mutants | killed | ... | score %."""
+def table(results: dict[str, dict[str, int | None]], margins: bool = False) -> str:
+    """The Markdown table: package | mutants | killed | ... | score % (± the 95% margin of a
+    sample's estimate, with `margins`)."""
     header = ["package", "mutants", *COLUMNS, "score %"]
     rows = [header, ["---"] + ["---:"] * (len(header) - 1)]
     total: Counter[str] = Counter()
     for package, codes in sorted(results.items()):
         counts = Counter(status_of(code) for code in codes.values())
         total += counts
-        rows.append(_row(package, len(codes), counts))
-    rows.append(_row("**total**", sum(len(c) for c in results.values()), total))
+        rows.append(_row(package, len(codes), counts, margins))
+    rows.append(_row("**total**", sum(len(c) for c in results.values()), total, margins))
     return "\n".join("| " + " | ".join(row) + " |" for row in rows)
 
 
-def _row(name: str, mutants: int, counts: Counter[str]) -> list[str]:
+def _row(name: str, mutants: int, counts: Counter[str], margins: bool) -> list[str]:
     tested = counts["killed"] + counts["survived"]
-    score = f"{100 * counts['killed'] / tested:.1f}" if tested else "-"
+    if not tested:
+        return [name, str(mutants), *(str(counts[c]) for c in COLUMNS), "-"]
+    rate = counts["killed"] / tested
+    margin = 1.96 * math.sqrt(rate * (1 - rate) / tested)  # binomial, for a sample
+    score = f"{100 * rate:.1f}" + (f" ± {100 * margin:.1f}" if margins else "")
     return [name, str(mutants), *(str(counts[c]) for c in COLUMNS), score]
 
 
@@ -77,11 +98,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mutants", type=Path, default=Path("mutants"), help="mutmut's folder")
     parser.add_argument("--survivors", action="store_true", help="also list surviving mutants")
+    parser.add_argument("--sample", type=int, help="print N mutant names per package")
+    parser.add_argument("--only-sample", type=int, help="score only the --sample N mutants")
     args = parser.parse_args()
     results = read_results(args.mutants)
     if not results:
-        raise SystemExit(f"no mutmut results under {args.mutants}/: run `make mutate` first")
-    print(table(results))
+        raise SystemExit(
+            f"no mutants under {args.mutants}/: `make mutate` generates them first "
+            "(they exist once it prints 'Running stats')"
+        )
+    if args.sample:
+        print(" ".join(name for codes in sample(results, args.sample).values() for name in codes))
+        return
+    if args.only_sample:
+        results = sample(results, args.only_sample)
+    print(table(results, margins=bool(args.only_sample)))
     if args.survivors:
         print()
         for codes in results.values():
