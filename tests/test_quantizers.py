@@ -113,3 +113,13 @@ def test_stochastic_gradient_rounding_draws_independently_for_each_value():
     assert (error.abs() <= 6 * 0.5 * step / columns**0.5).all()
     rounded_up = halfway.eq(3.0).float().mean().item()
     assert rounded_up == pytest.approx(0.5, abs=6 * 0.5 / halfway.numel() ** 0.5)
+
+
+@pytest.mark.parametrize("bits", [1, 2, 4, 8])
+def test_a_two_dimensional_weight_has_one_scale_per_row(bits):
+    weight = torch.randn(6, 10) * torch.arange(1, 7).float()[:, None]
+    quantized = quantize_weight(weight, bits)
+    assert quantized.scale.shape == (6,)
+    for row in range(6):
+        alone = quantize_weight(weight[row : row + 1], bits).dequantize()
+        assert torch.equal(quantized.dequantize()[row : row + 1], alone)
