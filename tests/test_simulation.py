@@ -52,17 +52,19 @@ def test_simulate_names_a_bad_config_key(tmp_path, capsys):
 
 
 def test_flwr_run_runs_the_same_apps_from_pyproject(tmp_path):
-    """`flwr run .` with the run config of pyproject.toml (overridden to a tiny run)."""
+    """`flwr run .` with the run config of pyproject.toml, where `set` alone makes it a tiny
+    one-round run into `out`: pyproject's num-server-rounds and out do not override it."""
     leftovers = Leftovers()
     home = tmp_path / "flwr-home"
     home.mkdir()
     env = flower_environment(home)
     out = tmp_path / "run"
     cache = f"data.synthetic.cache_dir={tmp_path / 'cache'}"
-    overrides = " ".join([*TINY_FEDERATION, cache, "partition.num_partitions=2"])
+    tiny = [*TINY_FEDERATION, cache, "partition.num_partitions=2", "federation.rounds=1"]
+    overrides = " ".join([*tiny, f"federation.out={out}"])
     command = [
         str(Path(sys.executable).with_name("flwr")), "run", str(PROJECT_ROOT),
-        "--run-config", f"num-server-rounds=1 out='{out}' set='{overrides}'",
+        "--run-config", f"set='{overrides}'",
         "--federation-config", "num-supernodes=2 client-resources-num-cpus=1",
         "--stream",
     ]  # fmt: skip

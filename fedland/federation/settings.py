@@ -1,9 +1,13 @@
 """Settings of a federated run as the Flower apps receive them.
 
-The server reads the experiment from Flower's run config (`config`: a YAML path, empty for
-the quickstart; `set`: overrides as in `--set`; `num-server-rounds`; `out`) and sends the
-resolved experiment to every client inside each train message, so a client needs no config
-file of its own: only its node config (which partition, where its data lives, its device).
+The server reads the experiment from Flower's run config and sends the resolved experiment
+to every client inside each train message, so a client needs no config file of its own: only
+its node config (which partition, where its data lives, its device).
+
+Precedence, lowest first: the YAML (`config`, empty for the quickstart), then `set` (overrides
+as in `--set`), then `num-server-rounds` and `out` where the user gave them. Their defaults in
+pyproject.toml (0 and empty) mean "as the experiment says", so a default never overrides the
+YAML or `set`.
 """
 
 from __future__ import annotations
@@ -29,11 +33,21 @@ SERVER_ROUND = "server-round"
 
 
 def experiment_from_run_config(run_config: dict[str, Any]) -> ExperimentConfig:
-    """The experiment of a `flwr run`: its YAML (default: the quickstart) plus overrides."""
+    """The experiment of a `flwr run`: YAML < `set` < `num-server-rounds` and `out`."""
     path = str(run_config.get("config", "") or "") or str(QUICKSTART)
     overrides = shlex.split(str(run_config.get("set", "") or ""))
-    if "num-server-rounds" in run_config:
-        overrides.append(f"federation.rounds={int(run_config['num-server-rounds'])}")
+    try:
+        rounds = int(run_config.get("num-server-rounds", 0) or 0)
+    except ValueError:
+        raise ConfigError(
+            f"num-server-rounds: must be a whole number, got {run_config['num-server-rounds']!r}"
+        ) from None
+    if rounds < 0:
+        raise ConfigError(
+            f"num-server-rounds: must be at least 1 (0: the experiment's), got {rounds}"
+        )
+    if rounds:
+        overrides.append(f"federation.rounds={rounds}")
     if run_config.get("out"):
         overrides.append(f"federation.out={run_config['out']}")
     return load_config(path, overrides)
