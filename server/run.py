@@ -15,7 +15,7 @@ from flwr.app import ArrayRecord, MetricRecord
 from flwr.serverapp import Grid
 
 from fedland.centralized import evaluate_model, flip_test_enabled
-from fedland.config import ConfigError, ExperimentConfig, load_config_dict
+from fedland.config import ConfigError, ExperimentConfig, dump_config, load_config_dict
 from fedland.data.dataset import LandmarkDataset
 from fedland.data.heatmaps import HeatmapCodec
 from fedland.data.partition import format_partition_table, partition_statistics
@@ -24,7 +24,7 @@ from fedland.evaluation import primary_metric
 from fedland.federation.client_data import partitions
 from fedland.federation.downlink import Broadcaster
 from fedland.federation.ledger import RoundLedger, RunWriter, read_rows
-from fedland.federation.settings import check_experiment, downlink_codec, experiment_to_text
+from fedland.federation.settings import check_experiment, downlink_codec
 from fedland.federation.weights import float_state, from_record, load_float_state, to_record
 from fedland.model import DUNet
 from fedland.model.checkpoint import load_checkpoint, save_checkpoint
@@ -41,7 +41,7 @@ def run_federation(grid: Grid, config: ExperimentConfig, run_id: int | None = No
     resumed = _checkpoint_to_resume(out, config)
     if resumed is None:
         (out / "metrics.jsonl").unlink(missing_ok=True)
-    (out / "config.yaml").write_text(experiment_to_text(config))
+    (out / "config.yaml").write_text(dump_config(config))
 
     train_records, _, meta = load_split(config.data, config.data.train_split)
     parts = partitions(train_records, config, config.partition.num_partitions)

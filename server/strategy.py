@@ -20,7 +20,7 @@ from flwr.serverapp.strategy import FedAvg
 
 from fedland.codec import CodecError, decode_update, fp32_bytes, payload_bytes
 from fedland.codec.format import ALLOWED_BITS
-from fedland.config import ExperimentConfig
+from fedland.config import ExperimentConfig, dump_config
 from fedland.federation.downlink import FULL, Broadcaster
 from fedland.federation.ledger import RoundLedger
 from fedland.federation.settings import (
@@ -28,7 +28,6 @@ from fedland.federation.settings import (
     EXPERIMENT,
     KIND,
     UPLINK_BITS,
-    experiment_to_text,
     uplink_codec,
 )
 from fedland.federation.weights import Weights, shapes, to_record
@@ -47,7 +46,7 @@ class QuantizedFedAvg(FedAvg):
         super().__init__(fraction_evaluate=0.0, **fedavg)
         self.broadcaster = broadcaster
         self.experiment = experiment
-        self.experiment_text = experiment_to_text(experiment)
+        self.experiment_text = dump_config(experiment)
         self.uplink_bits = experiment.codec.uplink_bits
         self.node_uplink_bits = experiment.codec.node_uplink_bits
         self.ledger = RoundLedger()

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import psutil
 
-from fedland.config import ExperimentConfig
+from fedland.config import ExperimentConfig, dump_config
 from fedland.deployment import write_connection
 from fedland.federation.ledger import read_rows
-from fedland.federation.settings import check_experiment, experiment_to_text
+from fedland.federation.settings import check_experiment
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CONNECTION = "fedland-simulation"
@@ -54,7 +54,7 @@ def simulate(
     out.mkdir(parents=True, exist_ok=True)
     config.federation.out = str(out)
     experiment = out / "config.yaml"
-    experiment.write_text(experiment_to_text(config))
+    experiment.write_text(dump_config(config))
     (out / "summary.json").unlink(missing_ok=True)
     log_path = out / "flwr.log"
     federation = config.federation

@@ -31,7 +31,7 @@ from fedland.codec import (
     encode_update,
     expected_payload_bytes,
 )
-from fedland.config import load_config
+from fedland.config import dump_config, load_config
 from fedland.federation.downlink import FULL, RAW, Broadcaster, rebuild
 from fedland.federation.settings import (
     BASE_ROUND,
@@ -39,7 +39,6 @@ from fedland.federation.settings import (
     KIND,
     SERVER_ROUND,
     UPLINK_BITS,
-    experiment_to_text,
     uplink_codec,
 )
 from fedland.federation.weights import from_record, shapes, subtract, to_record
@@ -149,7 +148,7 @@ def test_error_feedback_adds_the_previous_residual_to_the_next_uplink_update():
     identify_as_server()
     experiment = load_config(None, ["codec.uplink_bits=2", "codec.stochastic=false"])
     codec = uplink_codec(experiment)
-    text = experiment_to_text(experiment)
+    text = dump_config(experiment)
     context = Context(
         run_id=1,
         node_id=1,

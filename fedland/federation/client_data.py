@@ -12,13 +12,13 @@ import dataclasses
 import functools
 
 from fedland.centralized import make_augmentation
-from fedland.config import ExperimentConfig
+from fedland.config import ExperimentConfig, dump_config
 from fedland.data.dataset import LandmarkDataset
 from fedland.data.heatmaps import HeatmapCodec
 from fedland.data.partition import partition_records
 from fedland.data.records import Record
 from fedland.data.sources import load_split
-from fedland.federation.settings import NodeSettings, experiment_from_text, experiment_to_text
+from fedland.federation.settings import NodeSettings, experiment_from_text
 
 
 def node_experiment(config: ExperimentConfig, node: NodeSettings) -> ExperimentConfig:
@@ -46,7 +46,7 @@ def partitions(records: list[Record], config: ExperimentConfig, count: int) -> l
 def node_dataset(config: ExperimentConfig, node: NodeSettings) -> LandmarkDataset:
     """The augmented training dataset of this node (cached per process: Simulation Engine
     actors serve many rounds and nodes)."""
-    return _cached(experiment_to_text(config), node)
+    return _cached(dump_config(config), node)
 
 
 @functools.lru_cache(maxsize=8)

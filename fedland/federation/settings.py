@@ -53,10 +53,6 @@ def experiment_from_run_config(run_config: dict[str, Any]) -> ExperimentConfig:
     return load_config(path, overrides)
 
 
-def experiment_to_text(config: ExperimentConfig) -> str:
-    return yaml.safe_dump(config.to_dict(), sort_keys=False)
-
-
 def experiment_from_text(text: str) -> ExperimentConfig:
     return load_config_dict(yaml.safe_load(text))
 
