@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 
-from fedland.export import read_packed, write_packed
 from fedland.model import build_model
+from fedland.model.packed import read_packed, write_packed
 from fedland.table import format_table
 
 BITS = ["w32a32g32", "w8a8g8", "w4a8g8", "w2a8g8", "w1a8g8"]

@@ -98,7 +98,7 @@ class TrainSection:
 
 @dataclass
 class PartitionSection:
-    """How the training split is divided among clients (see `fedland.data.partition`)."""
+    """How the training split is divided among clients (see `fedland.federation.partition`)."""
 
     scheme: str = "dirichlet"  # iid, dirichlet, pathological, natural, quantity
     num_partitions: int = 8

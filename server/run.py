@@ -18,12 +18,12 @@ from fedland.centralized import evaluate_model, flip_test_enabled
 from fedland.config import ConfigError, ExperimentConfig, dump_config, load_config_dict
 from fedland.data.dataset import LandmarkDataset
 from fedland.data.heatmaps import HeatmapCodec
-from fedland.data.partition import format_partition_table, partition_statistics
 from fedland.data.sources import eval_split, load_split
 from fedland.evaluation import primary_metric
 from fedland.federation.client_data import partitions
 from fedland.federation.downlink import Broadcaster
 from fedland.federation.ledger import RoundLedger, RunWriter, read_rows
+from fedland.federation.partition import format_partition_table, partition_statistics
 from fedland.federation.settings import check_experiment, downlink_codec
 from fedland.federation.weights import float_state, from_record, load_float_state, to_record
 from fedland.model import DUNet

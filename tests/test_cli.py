@@ -5,9 +5,9 @@ import sys
 import torch
 
 from fedland.cli import main
-from fedland.export import packed_model_bytes, read_packed
 from fedland.model import build_model
 from fedland.model.checkpoint import save_checkpoint
+from fedland.model.packed import packed_model_bytes, read_packed
 from tests.conftest import images
 
 SMALL = ["--width", "16", "--growth", "8", "--neck", "2", "--input-size", "64"]

@@ -9,16 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fedland.data.partition import (
+from fedland.data.readers import read_dataset
+from fedland.data.records import Record
+from fedland.data.synth import synthesize_faces
+from fedland.federation.partition import (
     SCHEMES,
     attribute_values,
     format_partition_table,
     partition_records,
     partition_statistics,
 )
-from fedland.data.readers import read_dataset
-from fedland.data.records import Record
-from fedland.data.synth import synthesize_faces
 
 SITES = ["afw"] * 20 + ["helen"] * 90 + ["lfpw"] * 50 + ["ibug"] * 40  # grouped, like readers
 

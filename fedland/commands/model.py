@@ -85,8 +85,8 @@ def model_info(args: argparse.Namespace) -> int:
 
 
 def export_packed(args: argparse.Namespace) -> int:
-    from fedland.export import write_packed
     from fedland.model.checkpoint import load_checkpoint
+    from fedland.model.packed import write_packed
 
     model, _ = load_checkpoint(args.checkpoint)
     written = write_packed(model.eval(), args.out)

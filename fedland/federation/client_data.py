@@ -15,9 +15,9 @@ from fedland.centralized import make_augmentation
 from fedland.config import ExperimentConfig, dump_config
 from fedland.data.dataset import LandmarkDataset
 from fedland.data.heatmaps import HeatmapCodec
-from fedland.data.partition import partition_records
 from fedland.data.records import Record
 from fedland.data.sources import load_split
+from fedland.federation.partition import partition_records
 from fedland.federation.settings import NodeSettings, experiment_from_text
 
 

@@ -59,7 +59,7 @@ def experiment_from_text(text: str) -> ExperimentConfig:
 
 def check_experiment(config: ExperimentConfig) -> None:
     """Errors a federated run would hit later, raised before any process starts."""
-    from fedland.data.partition import SCHEMES
+    from fedland.federation.partition import SCHEMES
 
     uplink_codec(config)
     downlink_codec(config)

@@ -9,6 +9,7 @@ from torch import nn
 
 from fedland.model.config import DUNetConfig
 from fedland.model.dunet import DUNet
+from fedland.model.packed import packed_model_bytes
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,6 @@ def count_macs(cfg: DUNetConfig) -> int:
 
 def model_cost(cfg: DUNetConfig) -> ModelCost:
     """Every figure `fedland model-info` prints."""
-    from fedland.export import packed_model_bytes
-
     model = DUNet(cfg).eval()
     params = count_parameters(model)
     return ModelCost(

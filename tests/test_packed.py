@@ -6,8 +6,8 @@ import zlib
 import pytest
 import torch
 
-from fedland.export import PackedFileError, packed_model_bytes, read_packed, write_packed
 from fedland.model import build_model
+from fedland.model.packed import PackedFileError, packed_model_bytes, read_packed, write_packed
 from fedland.quant import packed_size
 from tests.conftest import images
 

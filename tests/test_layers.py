@@ -1,0 +1,68 @@
+"""Dependencies point one way: commands -> apps (server, clients, simulations) -> federation
+-> task -> model, data, codec -> quant. Each layer is imported alone in a fresh interpreter,
+and nothing of a layer above it may come along."""
+
+from __future__ import annotations
+
+import json
+import pkgutil
+import subprocess
+import sys
+
+import pytest
+
+import clients
+import fedland
+import server
+import simulations
+from simulations.harness import PROJECT_ROOT
+
+# Lowest first; a module belongs to the first layer with a prefix that names it.
+LAYERS = {
+    "quant": ("fedland.quant", "fedland.table"),
+    "model, data, codec": (
+        "fedland.model", "fedland.data", "fedland.codec", "fedland.metrics", "fedland.config",
+        "fedland.visualize", "fedland.evaluation",
+    ),
+    "task": ("fedland.centralized", "fedland.train"),
+    "federation": ("fedland.federation", "fedland.deployment"),
+    "apps": ("server", "clients", "simulations"),
+    "commands": ("fedland.commands", "fedland.cli"),
+}  # fmt: skip
+
+
+def _layer_of(module: str) -> int | None:
+    for index, prefixes in enumerate(LAYERS.values()):
+        if any(module == p or module.startswith(p + ".") for p in prefixes):
+            return index
+    return None
+
+
+def _modules() -> list[str]:
+    names = []
+    for package in (fedland, server, clients, simulations):
+        names.append(package.__name__)
+        names += [m.name for m in pkgutil.walk_packages(package.__path__, package.__name__ + ".")]
+    return sorted(names)
+
+
+def test_every_module_has_a_layer():
+    unplaced = [m for m in _modules() if m != "fedland" and _layer_of(m) is None]
+    assert unplaced == []
+
+
+@pytest.mark.parametrize("layer", range(len(LAYERS)), ids=list(LAYERS))
+def test_a_layer_imports_nothing_above_it(layer):
+    own = [m for m in _modules() if _layer_of(m) == layer]
+    script = (
+        "import importlib, json, sys\n"
+        f"for name in {own!r}: importlib.import_module(name)\n"
+        "print(json.dumps(sorted(sys.modules)))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=PROJECT_ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    loaded = json.loads(result.stdout)
+    above = [m for m in loaded if (_layer_of(m) or -1) > layer]
+    assert above == [], f"{list(LAYERS)[layer]} pulls in {above}"
