@@ -184,13 +184,17 @@ def test_interocular_distance_of_a_face_away_from_the_origin():
     assert interocular(gt, FACE_300W.normaliser) == pytest.approx([100.0])
 
 
-def test_pck_normalises_by_left_shoulder_to_right_hip_of_a_person_away_from_the_origin():
+@pytest.mark.parametrize(
+    ("shoulder", "hip", "inside", "outside"),
+    [([20, 30], [50, 70], 9.0, 11.0), ([0, 0], [0, 0.5], 0.05, 0.2)],
+    ids=["torso of 50 px away from the origin", "torso of half a pixel"],
+)
+def test_pck_normalises_by_left_shoulder_to_right_hip(shoulder, hip, inside, outside):
     gt = np.full((1, 14, 2), 40.0)
-    gt[0, 9] = [20, 30]
-    gt[0, 2] = [50, 70]  # torso 50 px -> threshold 10 px
+    gt[0, 9], gt[0, 2] = shoulder, hip  # threshold: 0.2 x the torso
     pred = gt.copy()
-    pred[0, 0] += [9, 0]
-    pred[0, 1] += [11, 0]
+    pred[0, 0] += [inside, 0]
+    pred[0, 1] += [outside, 0]
     assert pck(pred, gt, np.ones((1, 14)), (9, 2)) == pytest.approx(100 * 13 / 14)
 
 
@@ -201,15 +205,6 @@ def test_pck_skips_images_whose_normaliser_landmarks_coincide():
     pred = gt.copy()
     pred[1] += 1.0  # all wrong, but the image has no scale
     assert pck(pred, gt, np.ones((2, 14)), (9, 2)) == 100.0
-
-
-def test_pck_counts_an_image_with_a_small_torso():
-    gt = np.zeros((1, 14, 2))
-    gt[0, 2] = [0, 0.5]  # torso 0.5 px -> threshold 0.1 px
-    pred = gt.copy()
-    pred[0, 0] += [0.05, 0]
-    pred[0, 1] += [0.2, 0]
-    assert pck(pred, gt, np.ones((1, 14)), (9, 2)) == pytest.approx(100 * 13 / 14)
 
 
 def test_nme_per_image_averages_over_each_images_annotated_landmarks():
