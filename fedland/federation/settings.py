@@ -21,6 +21,7 @@ import yaml
 
 from fedland.codec import CodecConfig
 from fedland.config import ConfigError, ExperimentConfig, load_config, load_config_dict
+from fedland.federation.partition import SCHEMES
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "simulations" / "configs" / "quickstart.yaml"
 
@@ -59,8 +60,6 @@ def experiment_from_text(text: str) -> ExperimentConfig:
 
 def check_experiment(config: ExperimentConfig) -> None:
     """Errors a federated run would hit later, raised before any process starts."""
-    from fedland.federation.partition import SCHEMES
-
     uplink_codec(config)
     downlink_codec(config)
     federation, partition = config.federation, config.partition
