@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -41,11 +40,16 @@ class TaskData:
     codec: HeatmapCodec
 
 
+def heatmap_codec(config: ExperimentConfig) -> HeatmapCodec:
+    """The task's heatmap codec: the model's input size, the data's sigma and decoding."""
+    return HeatmapCodec.for_input(config.model.input_size, config.data.sigma, config.data.dark)
+
+
 def build_data(config: ExperimentConfig, progress: bool = False) -> TaskData:
     """Train (augmented) and evaluation datasets of the configured task."""
     data = config.data
     size = config.model.input_size
-    codec = HeatmapCodec(size // 4, data.sigma, data.dark)
+    codec = heatmap_codec(config)
     train_records, _, meta = load_split(data, data.train_split, progress)
     eval_records, _, _ = load_split(data, eval_split(data), progress)
     augmentation = make_augmentation(config, meta)
@@ -216,8 +220,3 @@ def _restore_rng(state: dict, loader_generator: torch.Generator, device: torch.d
 def _tick(bar: tqdm, images: int, loss: float) -> None:
     bar.update(images)
     bar.set_postfix(loss=f"{loss:.5f}", refresh=False)
-
-
-def to_crop_pixels(heatmap_points: np.ndarray) -> np.ndarray:
-    """Heatmap pixels to input-crop pixels (pixel centres at integers)."""
-    return (np.asarray(heatmap_points) + 0.5) * 4.0 - 0.5

@@ -14,10 +14,9 @@ import torch
 from flwr.app import ArrayRecord, MetricRecord
 from flwr.serverapp import Grid
 
-from fedland.centralized import evaluate_model, flip_test_enabled
+from fedland.centralized import evaluate_model, flip_test_enabled, heatmap_codec
 from fedland.config import ConfigError, ExperimentConfig, dump_config, load_config_dict
 from fedland.data.dataset import LandmarkDataset
-from fedland.data.heatmaps import HeatmapCodec
 from fedland.data.sources import eval_split, load_split
 from fedland.evaluation import primary_metric
 from fedland.federation.client_data import partitions
@@ -54,7 +53,7 @@ def run_federation(grid: Grid, config: ExperimentConfig, run_id: int | None = No
     _say(format_partition_table(stats))
 
     size = config.model.input_size
-    codec = HeatmapCodec(size // 4, config.data.sigma, config.data.dark)
+    codec = heatmap_codec(config)
     eval_records, _, _ = load_split(config.data, eval_split(config.data))
     evaluation = LandmarkDataset(eval_records, meta, size, codec)
     device = resolve_device(config.train.device)

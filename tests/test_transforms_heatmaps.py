@@ -114,3 +114,12 @@ def test_bad_codec_settings_are_rejected():
         HeatmapCodec(16, sigma=0)
     with pytest.raises(ValueError, match="heatmap size must be >= 2"):
         HeatmapCodec(1)
+
+
+def test_the_codec_owns_the_stride_between_input_and_heatmap_pixels():
+    codec = HeatmapCodec.for_input(256, sigma=1.5)
+    assert (codec.size, codec.input_size) == (64, 256)
+    # pixel centres at integers: heatmap pixel 0 covers input pixels 0..3, centre 1.5
+    assert codec.to_input_pixels(np.array([[0.0, 63.0]])).tolist() == [[1.5, 253.5]]
+    with pytest.raises(ValueError, match="input size 250 is not a multiple of 4"):
+        HeatmapCodec.for_input(250)

@@ -81,11 +81,11 @@ def _load(args: argparse.Namespace):
 
 def _dataset(config, split: str | None):
     """The evaluation dataset (no augmentation) of `split`, default the usual one."""
+    from fedland.centralized import heatmap_codec
     from fedland.data.dataset import LandmarkDataset
-    from fedland.data.heatmaps import HeatmapCodec
     from fedland.data.sources import eval_split, load_split
 
-    codec = HeatmapCodec(config.model.input_size // 4, config.data.sigma, config.data.dark)
+    codec = heatmap_codec(config)
     records, _, meta = load_split(config.data, split or eval_split(config.data))
     return LandmarkDataset(records, meta, config.model.input_size, codec), codec
 
@@ -118,7 +118,6 @@ def eval_command(args: argparse.Namespace) -> int:
 def show_command(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from fedland.centralized import to_crop_pixels
     from fedland.data.transforms import apply_affine, invert_affine
     from fedland.visualize import GROUND_TRUTH, PREDICTION, draw_landmarks, save_png, tile
 
@@ -136,7 +135,7 @@ def show_command(args: argparse.Namespace) -> int:
         crop = (item["image"].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
         record = dataset.records[item["index"]]
         to_heatmap = invert_affine(item["inverse"].numpy().astype(np.float64))
-        truth = to_crop_pixels(apply_affine(to_heatmap, record.landmarks))
+        truth = codec.to_input_pixels(apply_affine(to_heatmap, record.landmarks))
         picture = draw_landmarks(crop, truth, dataset.meta, GROUND_TRUTH, record.visible)
         if model is not None:
             import torch
@@ -144,7 +143,7 @@ def show_command(args: argparse.Namespace) -> int:
             with torch.no_grad():
                 heatmaps = model(item["image"][None].to(device))[-1]
             points, _ = codec.decode(heatmaps.float().cpu())
-            predicted = to_crop_pixels(points[0].numpy())
+            predicted = codec.to_input_pixels(points[0].numpy())
             picture = draw_landmarks(picture, predicted, dataset.meta, PREDICTION)
         pictures.append(picture)
     path = save_png(args.out, tile(pictures, columns=min(4, count)))

@@ -48,8 +48,10 @@ class LandmarkDataset(Dataset):
         augmentation: Augmentation | None = None,
         seed: int = 0,
     ) -> None:
-        if codec.size * 4 != input_size:
-            raise ValueError(f"heatmap size {codec.size} is not input size {input_size} / 4")
+        if codec.input_size != input_size:
+            raise ValueError(
+                f"heatmaps of {codec.size} px cover {codec.input_size} px, not {input_size}"
+            )
         self.records = list(records)
         self.meta = meta
         self.input_size = input_size

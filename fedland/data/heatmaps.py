@@ -13,8 +13,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+STRIDE = 4  # input pixels per heatmap pixel: the DU-Net's stem halves the input twice
+
 
 class HeatmapCodec:
+    """Targets for, and landmarks from, heatmaps of `heatmap_size` pixels a side, each of
+    which covers `STRIDE` input pixels."""
+
     def __init__(self, heatmap_size: int, sigma: float = 2.0, dark: bool = False) -> None:
         if heatmap_size < 2:
             raise ValueError(f"heatmap size must be >= 2, got {heatmap_size}")
@@ -23,6 +28,22 @@ class HeatmapCodec:
         self.size = heatmap_size
         self.sigma = float(sigma)
         self.dark = dark
+
+    @classmethod
+    def for_input(cls, input_size: int, sigma: float = 2.0, dark: bool = False) -> HeatmapCodec:
+        """The codec of a network that takes `input_size` pixels a side."""
+        if input_size % STRIDE:
+            raise ValueError(f"input size {input_size} is not a multiple of {STRIDE}")
+        return cls(input_size // STRIDE, sigma, dark)
+
+    @property
+    def input_size(self) -> int:
+        return self.size * STRIDE
+
+    @staticmethod
+    def to_input_pixels(heatmap_points: np.ndarray) -> np.ndarray:
+        """Heatmap pixels to input-crop pixels (pixel centres at integers)."""
+        return (np.asarray(heatmap_points) + 0.5) * STRIDE - 0.5
 
     def encode(self, points: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Heatmaps [J, H, W] and weights [J] for points [J, 2] in heatmap pixels."""

@@ -11,10 +11,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 
-from fedland.centralized import make_augmentation
+from fedland.centralized import heatmap_codec, make_augmentation
 from fedland.config import ExperimentConfig, dump_config
 from fedland.data.dataset import LandmarkDataset
-from fedland.data.heatmaps import HeatmapCodec
 from fedland.data.records import Record
 from fedland.data.sources import load_split
 from fedland.federation.partition import partition_records
@@ -57,7 +56,7 @@ def _cached(text: str, node: NodeSettings) -> LandmarkDataset:
         indices = partitions(records, config, node.num_partitions)[node.partition_id]
         records = [records[i] for i in indices]
     size = config.model.input_size
-    codec = HeatmapCodec(size // 4, config.data.sigma, config.data.dark)
+    codec = heatmap_codec(config)
     augmentation = make_augmentation(config, meta)
     seed = config.train.seed + node.partition_id
     return LandmarkDataset(records, meta, size, codec, augmentation, seed)
