@@ -17,6 +17,7 @@ from flwr.serverapp import Grid
 from fedland.centralized import evaluate_model, flip_test_enabled, heatmap_codec
 from fedland.config import ConfigError, ExperimentConfig, dump_config, load_config_dict
 from fedland.data.dataset import LandmarkDataset
+from fedland.data.meta import DatasetMeta
 from fedland.data.sources import eval_split, load_split
 from fedland.evaluation import primary_metric
 from fedland.federation.client_data import partitions
@@ -41,31 +42,12 @@ def run_federation(grid: Grid, config: ExperimentConfig, run_id: int | None = No
     if resumed is None:
         (out / "metrics.jsonl").unlink(missing_ok=True)
     (out / "config.yaml").write_text(dump_config(config))
-
-    train_records, _, meta = load_split(config.data, config.data.train_split)
-    parts = partitions(train_records, config, config.partition.num_partitions)
-    stats = partition_statistics(train_records, parts, config.partition.attribute)
-    (out / "partitions.json").write_text(json.dumps(stats, indent=2))
-    _say(
-        f"{len(parts)} partitions of {len(train_records)} training samples "
-        f"({config.partition.scheme} by {config.partition.attribute}):"
-    )
-    _say(format_partition_table(stats))
-
-    size = config.model.input_size
-    codec = heatmap_codec(config)
-    eval_records, _, _ = load_split(config.data, eval_split(config.data))
-    evaluation = LandmarkDataset(eval_records, meta, size, codec)
-    device = resolve_device(config.train.device)
-    metric, _ = primary_metric(meta)
-    flip = flip_test_enabled(config, meta)
+    meta = _write_partitions(config, out)
 
     torch.manual_seed(config.train.seed)
     model = DUNet(config.model.build(meta.num_landmarks))
-    weights = float_state(model)
-    broadcaster = Broadcaster(weights, downlink_codec(config), config.train.seed)
+    broadcaster = Broadcaster(float_state(model), downlink_codec(config), config.train.seed)
     federation = config.federation
-    done = 0
     strategy = QuantizedFedAvg(
         broadcaster,
         config,
@@ -73,48 +55,18 @@ def run_federation(grid: Grid, config: ExperimentConfig, run_id: int | None = No
         min_train_nodes=federation.min_train_nodes,
         min_available_nodes=federation.min_available_nodes,
     )
+    metric, _ = primary_metric(meta)
     writer = RunWriter(out, metric, config.to_dict(), run_id)
+    done = 0
     if resumed is not None:
         done = _resume(resumed, broadcaster, model, writer, out)
-        weights = float_state(model)
         strategy.round_offset = done
         _say(f"resuming after round {done} of {federation.rounds} from {out / 'global.pt'}")
-    clock = {"last": time.perf_counter()}
-
-    def evaluate(server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
-        if server_round == 0 and done:
-            return None  # the checkpointed round, evaluated and recorded before
-        server_round += done
-        load_float_state(model, from_record(arrays))
-        model.to(device)
-        results = evaluate_model(
-            model, evaluation, codec, device, config.train.batch_size, config.data.workers, flip
-        )
-        model.cpu()
-        ledger = strategy.ledger if server_round > 0 else RoundLedger()
-        now = time.perf_counter()
-        row = {
-            "round": server_round,
-            **ledger.row(),
-            **{k: v for k, v in results.items() if not isinstance(v, list)},
-            "seconds": now - clock["last"],
-        }
-        clock["last"] = now
-        writer.add(row)
-        save_checkpoint(
-            out / "global.pt",
-            model,
-            round=server_round,
-            broadcast=broadcaster.model,
-            config=config.to_dict(),
-            elapsed=time.perf_counter() - writer.started,
-        )
-        _say(_progress(row, metric, federation.rounds))
-        return MetricRecord({metric: float(results[metric])})
+    evaluate = RoundEvaluator(config, meta, model, strategy, writer, done)
 
     strategy.start(
         grid=grid,
-        initial_arrays=to_record(weights),
+        initial_arrays=to_record(float_state(model)),
         num_rounds=federation.rounds - done,
         timeout=federation.round_timeout,
         evaluate_fn=evaluate,
@@ -128,6 +80,80 @@ def run_federation(grid: Grid, config: ExperimentConfig, run_id: int | None = No
         f"({_times(summary['downlink_ratio'])}); results in {out}"
     )
     return summary
+
+
+def _write_partitions(config: ExperimentConfig, out: Path) -> DatasetMeta:
+    """The partitions every node will compute, saved and shown once; the task's metadata."""
+    train_records, _, meta = load_split(config.data, config.data.train_split)
+    parts = partitions(train_records, config, config.partition.num_partitions)
+    stats = partition_statistics(train_records, parts, config.partition.attribute)
+    (out / "partitions.json").write_text(json.dumps(stats, indent=2))
+    _say(
+        f"{len(parts)} partitions of {len(train_records)} training samples "
+        f"({config.partition.scheme} by {config.partition.attribute}):"
+    )
+    _say(format_partition_table(stats))
+    return meta
+
+
+class RoundEvaluator:
+    """The strategy's `evaluate_fn`: after each round, the global model on the held-out split,
+    one row in `metrics.jsonl`, a checkpoint and a progress line."""
+
+    def __init__(
+        self,
+        config: ExperimentConfig,
+        meta: DatasetMeta,
+        model: DUNet,
+        strategy: QuantizedFedAvg,
+        writer: RunWriter,
+        done: int,
+    ) -> None:
+        records, _, _ = load_split(config.data, eval_split(config.data))
+        self.codec = heatmap_codec(config)
+        self.dataset = LandmarkDataset(records, meta, config.model.input_size, self.codec)
+        self.flip = flip_test_enabled(config, meta)
+        self.device = resolve_device(config.train.device)
+        self.config, self.model, self.strategy, self.writer = config, model, strategy, writer
+        self.done = done  # rounds of a resumed run that were recorded before
+        self.last = time.perf_counter()
+
+    def __call__(self, server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
+        if server_round == 0 and self.done:
+            return None  # the checkpointed round, evaluated and recorded before
+        server_round += self.done
+        results = self._evaluate(arrays)
+        ledger = self.strategy.ledger if server_round > 0 else RoundLedger()
+        now = time.perf_counter()
+        row = {
+            "round": server_round,
+            **ledger.row(),
+            **{k: v for k, v in results.items() if not isinstance(v, list)},
+            "seconds": now - self.last,
+        }
+        self.last = now
+        self.writer.add(row)
+        save_checkpoint(
+            self.writer.out / "global.pt",
+            self.model,
+            round=server_round,
+            broadcast=self.strategy.broadcaster.model,
+            config=self.config.to_dict(),
+            elapsed=now - self.writer.started,
+        )
+        _say(_progress(row, self.writer.metric, self.config.federation.rounds))
+        return MetricRecord({self.writer.metric: float(results[self.writer.metric])})
+
+    def _evaluate(self, arrays: ArrayRecord) -> dict:
+        load_float_state(self.model, from_record(arrays))
+        self.model.to(self.device)
+        train, data = self.config.train, self.config.data
+        results = evaluate_model(
+            self.model, self.dataset, self.codec, self.device, train.batch_size, data.workers,
+            self.flip,
+        )  # fmt: skip
+        self.model.cpu()
+        return results
 
 
 def _checkpoint_to_resume(out: Path, config: ExperimentConfig) -> dict | None:
