@@ -51,17 +51,33 @@ def test_every_module_has_a_layer():
     assert unplaced == []
 
 
+@pytest.fixture(scope="module")
+def loaded_by_layer() -> dict[int, subprocess.CompletedProcess]:
+    """Each layer imported alone in its own fresh interpreter, all started at once."""
+    running = {}
+    for layer in range(len(LAYERS)):
+        own = [m for m in _modules() if _layer_of(m) == layer]
+        script = (
+            "import importlib, json, sys\n"
+            f"for name in {own!r}: importlib.import_module(name)\n"
+            "print(json.dumps(sorted(sys.modules)))"
+        )
+        running[layer] = subprocess.Popen(
+            [sys.executable, "-c", script], cwd=PROJECT_ROOT, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+    results = {}
+    for layer, process in running.items():
+        stdout, stderr = process.communicate(timeout=300)
+        results[layer] = subprocess.CompletedProcess(
+            process.args, process.returncode, stdout, stderr
+        )
+    return results
+
+
 @pytest.mark.parametrize("layer", range(len(LAYERS)), ids=list(LAYERS))
-def test_a_layer_imports_nothing_above_it(layer):
-    own = [m for m in _modules() if _layer_of(m) == layer]
-    script = (
-        "import importlib, json, sys\n"
-        f"for name in {own!r}: importlib.import_module(name)\n"
-        "print(json.dumps(sorted(sys.modules)))"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", script], cwd=PROJECT_ROOT, capture_output=True, text=True
-    )
+def test_a_layer_imports_nothing_above_it(layer, loaded_by_layer):
+    result = loaded_by_layer[layer]
     assert result.returncode == 0, result.stderr[-2000:]
     loaded = json.loads(result.stdout)
     above = [m for m in loaded if (_layer_of(m) or -1) > layer]
