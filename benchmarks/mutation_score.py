@@ -23,20 +23,8 @@ import random
 from collections import Counter, defaultdict
 from pathlib import Path
 
-# Exit code -> status, as in mutmut.stats.status_by_exit_code (mutmut 3.8); other codes
-# are "suspicious" there.
-STATUS = {
-    1: "killed",
-    3: "killed",
-    0: "survived",
-    5: "no tests",
-    33: "no tests",
-    36: "timeout",
-    -24: "timeout",
-    24: "timeout",
-    152: "timeout",
-    255: "timeout",
-}
+from mutmut.stats import status_by_exit_code
+
 COLUMNS = ["killed", "survived", "timeout", "no tests", "other"]
 
 
@@ -67,7 +55,9 @@ def sample(results: dict[str, dict[str, int | None]], size: int, seed: int = 0):
 
 
 def status_of(code: int | None) -> str:
-    return STATUS.get(code, "other") if code is not None else "other"
+    """mutmut's own reading of an exit code, with what the table has no column for as other."""
+    status = status_by_exit_code[code]
+    return status if status in COLUMNS else "other"
 
 
 def table(results: dict[str, dict[str, int | None]], margins: bool = False) -> str:

@@ -50,10 +50,6 @@ class DUNetConfig:
         return self.num_unets // 2 if self.refine else self.num_unets
 
     @property
-    def heatmap_size(self) -> int:
-        return self.input_size // 4
-
-    @property
     def supervised(self) -> tuple[int, ...]:
         """Indices of supervised U-Net passes, spread evenly, the last always included."""
         total = self.num_unets

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import cv2
@@ -14,13 +15,7 @@ from fedland.data.meta import MPII
 from fedland.data.records import Record
 from fedland.data.transforms import NO_AUGMENTATION, Augmentation
 
-ALWAYS_FLIP = Augmentation(
-    scale_sigma=0.0,
-    rotation_sigma=0.0,
-    rotation_off_probability=1.0,
-    flip_probability=1.0,
-    colour_gain=(1.0, 1.0),
-)
+ALWAYS_FLIP = dataclasses.replace(NO_AUGMENTATION, flip_probability=1.0)  # and nothing else
 MISSING = (0, 10)  # right ankle and right wrist; their left partners are annotated
 
 
