@@ -25,8 +25,8 @@ from fedland.cli import main as fedland
 from fedland.codec import CodecConfig, expected_payload_bytes, fp32_bytes
 from fedland.federation.weights import float_state, shapes
 from fedland.model import DUNetConfig, build_model
+from fedland.simulations.report import higher_is_better
 from fedland.table import format_table
-from simulations.report import higher_is_better
 
 GOALS = {
     8: (1.0, "total_ratio", 1.0),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flwr.app import Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from clients.codec_mod import codec_mod
+from fedland.clients.codec_mod import codec_mod
 from fedland.federation.client_data import node_experiment
 from fedland.federation.local import train_locally
 from fedland.federation.settings import (

@@ -20,10 +20,12 @@ from fedland.federation.downlink import rebuild
 from fedland.federation.settings import (
     BASE_ROUND,
     EXPERIMENT,
+    FEDLAND_VERSION,
     KIND,
     SERVER_ROUND,
     UPLINK_BITS,
     NodeSettings,
+    check_version,
     experiment_from_text,
     uplink_codec,
 )
@@ -38,6 +40,7 @@ def codec_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> M
     if msg.metadata.message_type != MessageType.TRAIN:
         return call_next(msg, context)
     config = msg.content["config"]
+    check_version(str(config.get(FEDLAND_VERSION, "unknown")))
     server_round = int(config[SERVER_ROUND])
     held, held_round = _held(context)
     model = rebuild(

@@ -28,8 +28,8 @@ from fedland.federation.settings import check_experiment, downlink_codec
 from fedland.federation.weights import float_state, from_record, load_float_state, to_record
 from fedland.model import DUNet
 from fedland.model.checkpoint import load_checkpoint, save_checkpoint
+from fedland.server.strategy import QuantizedFedAvg
 from fedland.train import resolve_device
-from server.strategy import QuantizedFedAvg
 
 
 def run_federation(grid: Grid, config: ExperimentConfig, run_id: int | None = None) -> dict:

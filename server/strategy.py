@@ -18,6 +18,7 @@ from flwr.app import ConfigRecord, Message, MessageType, MetricRecord, RecordDic
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 
+from fedland import __version__
 from fedland.codec import CodecError, decode_update, fp32_bytes, payload_bytes
 from fedland.codec.format import ALLOWED_BITS
 from fedland.config import ExperimentConfig, dump_config
@@ -26,6 +27,7 @@ from fedland.federation.ledger import RoundLedger
 from fedland.federation.settings import (
     BASE_ROUND,
     EXPERIMENT,
+    FEDLAND_VERSION,
     KIND,
     UPLINK_BITS,
     uplink_codec,
@@ -67,6 +69,7 @@ class QuantizedFedAvg(FedAvg):
             payload = self.broadcaster.payload(node)
             settings = ConfigRecord(dict(message.content["config"]))
             settings[EXPERIMENT] = self.experiment_text
+            settings[FEDLAND_VERSION] = __version__
             settings[KIND] = payload.kind
             settings[BASE_ROUND] = payload.base_round
             settings[UPLINK_BITS] = self.uplink_bits

@@ -30,7 +30,9 @@ from fedland.deployment import write_connection
 from fedland.federation.ledger import read_rows
 from fedland.federation.settings import check_experiment
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# The Flower App project that `flwr run` packages (its pyproject.toml only: the apps are
+# this package's fedland.server and fedland.clients).
+APP_DIR = Path(__file__).with_name("app")
 CONNECTION = "fedland-simulation"
 STARTUP_SECONDS = 60.0
 # Flower's own log lines worth showing beside the server's progress lines.
@@ -45,7 +47,7 @@ def simulate(
     config: ExperimentConfig,
     out: str | Path,
     echo: Callable[[str], None] = print,
-    app_dir: Path = PROJECT_ROOT,
+    app_dir: Path = APP_DIR,
 ) -> dict:
     """Run `config` on the Simulation Engine with one virtual node per partition; returns
     the run's summary (also in `OUT/summary.json`)."""
@@ -107,7 +109,6 @@ def flower_environment(home: Path) -> dict[str, str]:
     env["FLWR_DISABLE_UPDATE_CHECK"] = "1"
     tools = str(Path(sys.executable).parent)  # the SuperLink starts flower-superexec by name
     env["PATH"] = os.pathsep.join(filter(None, [tools, env.get("PATH")]))
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
     return env
 
 

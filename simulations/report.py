@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fedland.evaluation import PRIMARY
-from simulations.sweep import RunResult
+from fedland.simulations.sweep import RunResult
 
 RELAX = 0.05
 

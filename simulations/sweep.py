@@ -23,7 +23,7 @@ import yaml
 from fedland.config import ConfigError, ExperimentConfig, load_config_dict
 from fedland.federation.ledger import read_rows
 from fedland.federation.settings import check_experiment
-from simulations.harness import simulate
+from fedland.simulations.harness import simulate
 
 RUNS = "runs"
 

@@ -11,7 +11,7 @@ from flwr.app import Context, Error, Message, RecordDict
 from flwr.serverapp import Grid
 from flwr.supercore.task_identity import TaskIdentity
 
-from clients.app import app as client_app
+from fedland.clients.app import app as client_app
 
 Tamper = Callable[[int, Message], Message]
 

@@ -21,7 +21,7 @@ import psutil
 import pytest
 
 from fedland.deployment import write_certificates, write_connection, write_node_key
-from simulations.harness import PROJECT_ROOT, flower_environment, free_ports, stop_process_tree
+from fedland.simulations.harness import APP_DIR, flower_environment, free_ports, stop_process_tree
 from tests.conftest import TINY_FEDERATION
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -94,7 +94,7 @@ class Federation:
         cache = f"data.synthetic.cache_dir={self.root / 'cache'}"
         overrides = " ".join([*TINY_FEDERATION, cache, "partition.num_partitions=2", *settings])
         run_config = f"num-server-rounds={rounds} out='{out}' set='{overrides}'"
-        return self.flwr("run", str(PROJECT_ROOT), CONNECTION, "--run-config", run_config,
+        return self.flwr("run", str(APP_DIR), CONNECTION, "--run-config", run_config,
                          "--stream", timeout=400)  # fmt: skip
 
     def stop(self) -> None:

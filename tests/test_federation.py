@@ -21,8 +21,9 @@ from flwr.app import (
 from flwr.serverapp.strategy.strategy_utils import aggregate_arrayrecords
 from loopback import LoopbackGrid, identify_as_server
 
-from clients.codec_mod import HELD, RESIDUAL, codec_mod
+import fedland
 from fedland.centralized import build_data, evaluate_model, flip_test_enabled
+from fedland.clients.codec_mod import HELD, RESIDUAL, codec_mod
 from fedland.codec import (
     STYPE_PREFIX,
     CodecConfig,
@@ -36,6 +37,7 @@ from fedland.federation.downlink import FULL, RAW, Broadcaster, rebuild
 from fedland.federation.settings import (
     BASE_ROUND,
     EXPERIMENT,
+    FEDLAND_VERSION,
     KIND,
     SERVER_ROUND,
     UPLINK_BITS,
@@ -43,8 +45,8 @@ from fedland.federation.settings import (
 )
 from fedland.federation.weights import from_record, shapes, subtract, to_record
 from fedland.model.checkpoint import load_checkpoint
-from server.run import run_federation
-from server.strategy import QuantizedFedAvg
+from fedland.server.run import run_federation
+from fedland.server.strategy import QuantizedFedAvg
 from tests.conftest import TINY_FEDERATION
 
 TINY = [*TINY_FEDERATION, "data.workers=0", "train.batch_size=4"]
@@ -129,10 +131,11 @@ def test_byte_counters_match_the_payload_formula(tmp_path):
     assert summary["nme"] == rows[-1]["nme"]
 
 
-def _train_message(weights, server_round, experiment_text):
+def _train_message(weights, server_round, experiment_text, version=fedland.__version__):
     """A train instruction as `QuantizedFedAvg.configure_train` sends it at 32 downlink bits."""
     config = ConfigRecord(
         {
+            FEDLAND_VERSION: version,
             SERVER_ROUND: server_round,
             EXPERIMENT: experiment_text,
             KIND: FULL,
@@ -142,6 +145,14 @@ def _train_message(weights, server_round, experiment_text):
     )
     content = RecordDict({"arrays": encode_update(weights, RAW), "config": config})
     return Message(content, dst_node_id=1, message_type=MessageType.TRAIN)
+
+
+def test_a_node_refuses_a_server_of_another_fedland_version():
+    context = Context(1, 1, {"partition-id": 0, "num-partitions": 1}, RecordDict(), {})
+    message = _train_message({"w": torch.zeros(4)}, 1, dump_config(load_config()), "0.0.1")
+    with pytest.raises(RuntimeError, match=r"fedland \S+ and the server fedland 0\.0\.1"):
+        codec_mod(message, context, lambda msg, ctx: pytest.fail("trained anyway"))
+    assert len(context.state) == 0
 
 
 def test_error_feedback_adds_the_previous_residual_to_the_next_uplink_update():

@@ -11,11 +11,10 @@ import sys
 
 import pytest
 
-import clients
 import fedland
-import server
-import simulations
-from simulations.harness import PROJECT_ROOT
+import fedland.clients
+import fedland.server
+import fedland.simulations
 
 # Lowest first; a module belongs to the first layer with a prefix that names it.
 LAYERS = {
@@ -26,7 +25,7 @@ LAYERS = {
     ),
     "task": ("fedland.centralized", "fedland.train"),
     "federation": ("fedland.federation", "fedland.deployment"),
-    "apps": ("server", "clients", "simulations"),
+    "apps": ("fedland.server", "fedland.clients", "fedland.simulations"),
     "commands": ("fedland.commands", "fedland.cli"),
 }  # fmt: skip
 
@@ -40,10 +39,10 @@ def _layer_of(module: str) -> int | None:
 
 def _modules() -> list[str]:
     names = []
-    for package in (fedland, server, clients, simulations):
+    for package in (fedland, fedland.server, fedland.clients, fedland.simulations):
         names.append(package.__name__)
         names += [m.name for m in pkgutil.walk_packages(package.__path__, package.__name__ + ".")]
-    return sorted(names)
+    return sorted(set(names))
 
 
 def test_every_module_has_a_layer():
@@ -52,8 +51,10 @@ def test_every_module_has_a_layer():
 
 
 @pytest.fixture(scope="module")
-def loaded_by_layer() -> dict[int, subprocess.CompletedProcess]:
-    """Each layer imported alone in its own fresh interpreter, all started at once."""
+def loaded_by_layer(tmp_path_factory) -> dict[int, subprocess.CompletedProcess]:
+    """Each layer imported alone in its own fresh interpreter (away from the checkout), all
+    started at once."""
+    tmp = tmp_path_factory.mktemp("layers")
     running = {}
     for layer in range(len(LAYERS)):
         own = [m for m in _modules() if _layer_of(m) == layer]
@@ -63,7 +64,7 @@ def loaded_by_layer() -> dict[int, subprocess.CompletedProcess]:
             "print(json.dumps(sorted(sys.modules)))"
         )
         running[layer] = subprocess.Popen(
-            [sys.executable, "-c", script], cwd=PROJECT_ROOT, text=True,
+            [sys.executable, "-c", script], cwd=tmp, text=True,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )  # fmt: skip
     results = {}

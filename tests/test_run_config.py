@@ -9,11 +9,10 @@ import pytest
 
 from fedland.config import ConfigError
 from fedland.federation.settings import experiment_from_run_config
-from simulations.harness import PROJECT_ROOT
+from fedland.simulations.configs import QUICKSTART
+from fedland.simulations.harness import APP_DIR
 
-DEFAULTS = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["tool"]["flwr"]["app"][
-    "config"
-]
+DEFAULTS = tomllib.loads((APP_DIR / "pyproject.toml").read_text())["tool"]["flwr"]["app"]["config"]
 
 
 @pytest.fixture
@@ -24,7 +23,7 @@ def experiment(tmp_path):
 
 
 def _resolved(**run_config) -> tuple[int, str, int]:
-    config = experiment_from_run_config(run_config)
+    config = experiment_from_run_config(run_config, QUICKSTART)
     return config.federation.rounds, config.federation.out, config.codec.uplink_bits
 
 
@@ -52,4 +51,4 @@ def test_num_server_rounds_and_out_given_override_set_and_the_yaml(experiment):
 @pytest.mark.parametrize("rounds", ["many", -1])
 def test_a_bad_num_server_rounds_names_the_key(rounds):
     with pytest.raises(ConfigError, match="num-server-rounds"):
-        experiment_from_run_config({"num-server-rounds": rounds})
+        experiment_from_run_config({"num-server-rounds": rounds}, QUICKSTART)

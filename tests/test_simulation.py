@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from fedland.cli import main
-from simulations.harness import PROJECT_ROOT, flower_environment, stop_process_tree
+from fedland.simulations.harness import APP_DIR, flower_environment, stop_process_tree
 from tests.conftest import TINY_FEDERATION
 from tests.processes import Leftovers
 
@@ -51,9 +51,10 @@ def test_simulate_names_a_bad_config_key(tmp_path, capsys):
     assert "codec.uplink_bitz" in capsys.readouterr().err
 
 
-def test_flwr_run_runs_the_same_apps_from_pyproject(tmp_path):
-    """`flwr run .` with the run config of pyproject.toml, where `set` alone makes it a tiny
-    one-round run into `out`: pyproject's num-server-rounds and out do not override it."""
+def test_flwr_run_runs_the_same_apps_from_the_app_project(tmp_path):
+    """`flwr run simulations/app` with the run config of its pyproject.toml, where `set` alone
+    makes it a tiny one-round run into `out`: the defaults of num-server-rounds and out do
+    not override it."""
     leftovers = Leftovers()
     home = tmp_path / "flwr-home"
     home.mkdir()
@@ -63,7 +64,7 @@ def test_flwr_run_runs_the_same_apps_from_pyproject(tmp_path):
     tiny = [*TINY_FEDERATION, cache, "partition.num_partitions=2", "federation.rounds=1"]
     overrides = " ".join([*tiny, f"federation.out={out}"])
     command = [
-        str(Path(sys.executable).with_name("flwr")), "run", str(PROJECT_ROOT),
+        str(Path(sys.executable).with_name("flwr")), "run", str(APP_DIR),
         "--run-config", f"set='{overrides}'",
         "--federation-config", "num-supernodes=2 client-resources-num-cpus=1",
         "--stream",

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from fedland.cli import main
-from simulations import report
-from simulations.sweep import RunResult, SweepPoint, default_downlink, plan
+from fedland.simulations import report
+from fedland.simulations.sweep import RunResult, SweepPoint, default_downlink, plan
 from tests.conftest import TINY_FEDERATION
 
 TINY = [*TINY_FEDERATION, "federation.rounds=2", "partition.num_partitions=2"]
@@ -35,7 +35,7 @@ def test_plan_errors_say_what_is_allowed():
 
 def test_points_differ_only_in_what_is_swept():
     from fedland.config import load_config
-    from simulations.sweep import point_config
+    from fedland.simulations.sweep import point_config
 
     base = load_config(None, ["train.seed=7"])
     point = SweepPoint(2, default_downlink(2), 1, (("codec.block_size", "64"),))

@@ -63,6 +63,12 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     node.add_argument("--memory-efficient", choices=["true", "false"])
     node.set_defaults(handler=supernode_command)
 
+    app = actions.add_parser(
+        "app", help="write the Flower App project that `flwr run DIR` ships to the SuperLink"
+    )
+    app.add_argument("--out", type=Path, required=True, help="folder to write (DIR)")
+    app.set_defaults(handler=app_command)
+
     traffic = actions.add_parser(
         "traffic", help="add the SuperLink's network traffic of a run to its summary.json"
     )
@@ -131,6 +137,21 @@ def _exec(command: list[str]) -> NoReturn:
         raise FileNotFoundError(f"{command[0]} not found: is flwr installed here?")
     os.environ.setdefault("FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION", "1")
     os.execv(program, command)
+
+
+def app_command(args: argparse.Namespace) -> int:
+    """The app project is one pyproject.toml (the apps are the installed package's), so a
+    machine with only the wheel can `flwr run` a federation."""
+    from fedland.simulations.harness import APP_DIR
+
+    source = (APP_DIR / "pyproject.toml").read_text()
+    target = args.out / "pyproject.toml"
+    if target.exists() and target.read_text() != source:
+        raise FileExistsError(f"{target}: exists and is another project; choose an empty --out")
+    args.out.mkdir(parents=True, exist_ok=True)
+    target.write_text(source)
+    print(f"wrote {target}: `flwr run {args.out} <connection> --run-config ...` runs fedland")
+    return 0
 
 
 def traffic_command(args: argparse.Namespace) -> int:

@@ -67,8 +67,8 @@ def _variant(text: str) -> tuple[str, list[str]]:
 
 def simulate_command(args: argparse.Namespace) -> int:
     from fedland.config import load_config
-    from fedland.federation.settings import QUICKSTART
-    from simulations.harness import simulate
+    from fedland.simulations.configs import QUICKSTART
+    from fedland.simulations.harness import simulate
 
     config = load_config(args.config or QUICKSTART, args.overrides)
     out = args.out or Path(config.federation.out)
@@ -91,9 +91,9 @@ def sweep_command(args: argparse.Namespace) -> int:
     import shlex
 
     from fedland.config import load_config
-    from fedland.federation.settings import QUICKSTART
-    from simulations import report
-    from simulations.sweep import plan, run_sweep
+    from fedland.simulations import report
+    from fedland.simulations.configs import QUICKSTART
+    from fedland.simulations.sweep import plan, run_sweep
 
     config = load_config(args.config or QUICKSTART, args.overrides)
     points = plan(args.bits, args.downlink_bits, args.seeds, [_variant(v) for v in args.vary])

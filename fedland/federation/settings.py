@@ -19,11 +19,10 @@ from typing import Any
 
 import yaml
 
+from fedland import __version__
 from fedland.codec import CodecConfig
 from fedland.config import ConfigError, ExperimentConfig, load_config, load_config_dict
 from fedland.federation.partition import SCHEMES
-
-QUICKSTART = Path(__file__).resolve().parents[2] / "simulations" / "configs" / "quickstart.yaml"
 
 # Keys of the ConfigRecord in every train message.
 EXPERIMENT = "experiment"
@@ -31,11 +30,13 @@ KIND = "downlink-kind"
 BASE_ROUND = "base-round"
 UPLINK_BITS = "uplink-bits"
 SERVER_ROUND = "server-round"
+FEDLAND_VERSION = "fedland-version"  # the server's; a node with another one refuses
 
 
-def experiment_from_run_config(run_config: dict[str, Any]) -> ExperimentConfig:
-    """The experiment of a `flwr run`: YAML < `set` < `num-server-rounds` and `out`."""
-    path = str(run_config.get("config", "") or "") or str(QUICKSTART)
+def experiment_from_run_config(run_config: dict[str, Any], default: Path) -> ExperimentConfig:
+    """The experiment of a `flwr run`: YAML (`config`, else `default`) < `set` <
+    `num-server-rounds` and `out`."""
+    path = str(run_config.get("config", "") or "") or str(default)
     overrides = shlex.split(str(run_config.get("set", "") or ""))
     try:
         rounds = int(run_config.get("num-server-rounds", 0) or 0)
@@ -52,6 +53,15 @@ def experiment_from_run_config(run_config: dict[str, Any]) -> ExperimentConfig:
     if run_config.get("out"):
         overrides.append(f"federation.out={run_config['out']}")
     return load_config(path, overrides)
+
+
+def check_version(server_version: str) -> None:
+    """The apps are the installed package's, so a node must run the server's fedland."""
+    if server_version != __version__:
+        raise RuntimeError(
+            f"this node runs fedland {__version__} and the server fedland {server_version}: "
+            "install the same version on every machine of the federation"
+        )
 
 
 def experiment_from_text(text: str) -> ExperimentConfig:

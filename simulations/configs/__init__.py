@@ -1,0 +1,5 @@
+"""Experiment configs shipped with fedland (package data)."""
+
+from pathlib import Path
+
+QUICKSTART = Path(__file__).with_name("quickstart.yaml")
