@@ -8,38 +8,96 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from fedland.model.config import DUNetConfig
+from fedland.codec.format import ALLOWED_BITS, FLOAT_BITS, MAX_BLOCK
+from fedland.data.meta import DATASETS
+from fedland.model.config import INPUT_MULTIPLE, QUANT_SCOPES, DUNetConfig, ModelConfigError
+from fedland.quant.bitspec import BitSpec
 
 
 class ConfigError(ValueError):
     """A configuration that cannot be used; the message names the file and key."""
 
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+@dataclass(frozen=True)
+class Allowed:
+    """What a setting may be, and how an error says so."""
+
+    test: Callable[[Any], bool]
+    says: str
+
+
+def at_least(low: float) -> Allowed:
+    return Allowed(lambda value: value >= low, f"at least {low}")
+
+
+def between(low: float, high: float) -> Allowed:
+    return Allowed(lambda value: low <= value <= high, f"from {low} to {high}")
+
+
+def one_of(*choices: Any) -> Allowed:
+    return Allowed(lambda value: value in choices, f"one of {', '.join(map(str, choices))}")
+
+
+POSITIVE = Allowed(lambda value: value > 0, "positive")
+FRACTION = Allowed(lambda value: 0 < value <= 1, "in (0, 1]")
+PROBABILITY = between(0, 1)
+DEVICE = Allowed(
+    lambda value: re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value) is not None,
+    "auto, cpu, mps, cuda or cuda:N",
+)
+BIT_SPEC = Allowed(lambda value: _parses(BitSpec.parse, value), "a bit spec such as w1a8g8")
+PARTITION_SCHEMES = ("iid", "dirichlet", "pathological", "natural", "quantity")
+
+
+def _parses(parse: Callable[[Any], Any], value: Any) -> bool:
+    try:
+        parse(value)
+    except ValueError:
+        return False
+    return True
+
+
+def setting(default: Any, *allowed: Allowed) -> Any:
+    """A field of a section with what it may be (checked item by item for lists); None, where
+    the type allows it, is always allowed. A list default is copied for each instance."""
+    metadata = {"allowed": allowed}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
 
 @dataclass
 class ModelSection:
-    """DU-Net settings (see `fedland.model.DUNetConfig`); landmarks come from the dataset."""
+    """DU-Net settings (fields of `fedland.model.DUNetConfig` less `num_landmarks`, which comes
+    from the dataset). The defaults are a CPU-sized model; DUNetConfig's are the paper's."""
 
-    num_unets: int = 2
-    order: int = 1
-    width: int = 64
-    growth: int = 16
-    neck: int = 4
-    input_size: int = 128
-    num_supervised: int | None = None
+    num_unets: int = setting(2, at_least(1))
+    order: int = setting(1, at_least(0))
+    width: int = setting(64, at_least(1))
+    growth: int = setting(16, at_least(1))
+    neck: int = setting(4, at_least(1))
+    input_size: int = setting(128, at_least(INPUT_MULTIPLE))
+    num_supervised: int | None = setting(None, at_least(1))
     memory_efficient: bool = True
     refine: bool = False
-    bits: str = "w32a32g32"
-    quant_scope: str = "all"
+    bits: str = setting("w32a32g32", BIT_SPEC)
+    quant_scope: str = setting("all", one_of(*QUANT_SCOPES))
     per_filter_scale: bool = True
-    activation_clip: float = 4.0
+    activation_clip: float = setting(4.0, POSITIVE)
     low_bit_saved_activations: bool = True
 
     def build(self, num_landmarks: int) -> DUNetConfig:
@@ -50,76 +108,76 @@ class ModelSection:
 class SyntheticSection:
     """The embedded default data, generated on first use and cached."""
 
-    num: int = 1500
+    num: int = setting(1500, at_least(1))
     seed: int = 0
-    image_size: int = 256
+    image_size: int = setting(256, at_least(32))
     cache_dir: str | None = None  # default: $XDG_CACHE_HOME/fedland/synthetic
 
 
 @dataclass
 class AugmentSection:
-    scale_sigma: float = 0.25
-    rotation_sigma: float = 30.0
-    rotation_off_probability: float = 0.6
-    flip_probability: float | None = None  # None: 0.5 for poses, 0 for faces
-    colour_gain: list[float] = field(default_factory=lambda: [0.6, 1.4])
+    scale_sigma: float = setting(0.25, at_least(0))
+    rotation_sigma: float = setting(30.0, at_least(0))
+    rotation_off_probability: float = setting(0.6, PROBABILITY)
+    flip_probability: float | None = setting(None, PROBABILITY)  # None: 0.5 poses, 0 faces
+    colour_gain: list[float] = setting([0.6, 1.4], POSITIVE)
 
 
 @dataclass
 class DataSection:
-    dataset: str = "300w"  # 300w, wflw, mpii, lsp, coco
+    dataset: str = setting("300w", one_of(*DATASETS))
     root: str | None = None  # None: synthetic data in the dataset's format
     train_split: str = "train"
     eval_split: str | None = None  # None: the dataset's usual evaluation split
-    sigma: float = 1.5  # Gaussian sigma in heatmap pixels
+    sigma: float = setting(1.5, POSITIVE)  # Gaussian sigma in heatmap pixels
     dark: bool = False
     skip_bad: bool = False
-    workers: int = 2
+    workers: int = setting(2, at_least(0))
     synthetic: SyntheticSection = field(default_factory=SyntheticSection)
     augment: AugmentSection = field(default_factory=AugmentSection)
 
 
 @dataclass
 class TrainSection:
-    epochs: int = 20
-    batch_size: int = 16
-    lr: float = 1e-3
-    lr_milestones: list[int] = field(default_factory=lambda: [14, 18])
-    lr_factor: float = 0.2
-    rmsprop_alpha: float = 0.99
-    rmsprop_eps: float = 1e-8
-    weight_decay: float = 0.0
+    epochs: int = setting(20, at_least(1))
+    batch_size: int = setting(16, at_least(1))
+    lr: float = setting(1e-3, POSITIVE)
+    lr_milestones: list[int] = setting([14, 18], at_least(1))
+    lr_factor: float = setting(0.2, POSITIVE)
+    rmsprop_alpha: float = setting(0.99, PROBABILITY)
+    rmsprop_eps: float = setting(1e-8, POSITIVE)
+    weight_decay: float = setting(0.0, at_least(0))
     flip_test: bool | None = None  # None: on for poses, off for faces
     seed: int = 0
-    device: str = "auto"  # auto, cpu, cuda, cuda:N
+    device: str = setting("auto", DEVICE)
     out: str = "runs/train"
-    time_limit_minutes: float | None = None
+    time_limit_minutes: float | None = setting(None, POSITIVE)
 
 
 @dataclass
 class PartitionSection:
     """How the training split is divided among clients (see `fedland.federation.partition`)."""
 
-    scheme: str = "dirichlet"  # iid, dirichlet, pathological, natural, quantity
-    num_partitions: int = 8
+    scheme: str = setting("dirichlet", one_of(*PARTITION_SCHEMES))
+    num_partitions: int = setting(8, at_least(1))
     attribute: str = "site"  # a record attribute, or "subset" / "split"
-    alpha: float = 0.5
-    classes_per_partition: int = 2
+    alpha: float = setting(0.5, POSITIVE)
+    classes_per_partition: int = setting(2, at_least(1))
     seed: int = 0
-    min_partition_size: int = 4
+    min_partition_size: int = setting(4, at_least(0))
 
 
 @dataclass
 class CodecSection:
     """What travels on the wire each round (see `fedland.codec`)."""
 
-    uplink_bits: int = 32  # 32, 16, 8, 4, 2, 1: client -> server weight deltas
-    downlink_bits: int = 32  # the broadcast of the global model, same choices
-    block_size: int = 256
+    uplink_bits: int = setting(32, one_of(*ALLOWED_BITS))  # client -> server weight deltas
+    downlink_bits: int = setting(32, one_of(*ALLOWED_BITS))  # the broadcast global model
+    block_size: int = setting(256, between(1, MAX_BLOCK))
     stochastic: bool = True  # stochastic (unbiased) or nearest rounding
     error_feedback: bool = True  # clients keep the uplink residual across rounds
-    float_bits: int = 16  # tensors not quantized at the uplink width (BatchNorm, small): 8, 16, 32
-    min_quantize_size: int = 1024  # tensors with fewer elements travel as floats
+    float_bits: int = setting(16, one_of(*FLOAT_BITS))  # tensors not quantized at the uplink width
+    min_quantize_size: int = setting(1024, at_least(0))  # smaller tensors travel as floats
     node_uplink_bits: bool = False  # nodes may pick their own uplink bits (node config)
 
 
@@ -127,16 +185,16 @@ class CodecSection:
 class FederationSection:
     """Rounds, sampling and local work of a federated run."""
 
-    rounds: int = 10
-    local_epochs: int = 1
-    local_batches: int | None = None  # cap on batches per round (None: whole epochs)
-    lr_milestones: list[int] = field(default_factory=list)  # rounds after which lr *= lr_factor
-    fraction_train: float = 1.0
-    min_train_nodes: int = 2
-    min_available_nodes: int = 2
-    round_timeout: float = 3600.0  # seconds the server waits for replies
-    client_cpus: float = 1.0  # Simulation Engine resources per client
-    client_gpus: float = 0.0
+    rounds: int = setting(10, at_least(1))
+    local_epochs: int = setting(1, at_least(1))
+    local_batches: int | None = setting(None, at_least(1))  # cap per round (None: whole epochs)
+    lr_milestones: list[int] = setting([], at_least(1))  # rounds after which lr decays
+    fraction_train: float = setting(1.0, FRACTION)
+    min_train_nodes: int = setting(2, at_least(1))
+    min_available_nodes: int = setting(2, at_least(1))
+    round_timeout: float = setting(3600.0, POSITIVE)  # seconds the server waits for replies
+    client_cpus: float = setting(1.0, POSITIVE)  # Simulation Engine resources per client
+    client_gpus: float = setting(0.0, at_least(0))
     out: str = "runs/simulate"
     resume: bool = False  # continue the run in `out` from its last checkpointed round
 
@@ -152,6 +210,30 @@ class ExperimentConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def validate(config: ExperimentConfig) -> ExperimentConfig:
+    """Every setting against what it may be, then the rules that tie settings together
+    (the DU-Net's shape, the codec at both widths); the error names the key."""
+    _check_fields(config, "")
+    try:
+        config.model.build(num_landmarks=1)
+    except ModelConfigError as error:
+        raise ConfigError(f"model.{error.key}: {error}", f"model.{error.key}") from None
+    return config
+
+
+def _check_fields(section: Any, prefix: str) -> None:
+    for item in dataclasses.fields(section):
+        key, value = f"{prefix}{item.name}", getattr(section, item.name)
+        if dataclasses.is_dataclass(value):
+            _check_fields(value, f"{key}.")
+            continue
+        values = value if isinstance(value, list) else [value]
+        for rule in item.metadata.get("allowed", ()):
+            for one in values:
+                if one is not None and not rule.test(one):
+                    raise ConfigError(f"{key}: must be {rule.says}, got {value!r}", key)
 
 
 def load_config(
@@ -173,10 +255,7 @@ def load_config(
         data = loaded or {}
     for override in overrides or []:
         _apply_override(data, override)
-    try:
-        return _build(ExperimentConfig, data, "")
-    except ConfigError as error:
-        raise ConfigError(f"{source}: {error}") from None
+    return _resolve(data, source, overrides or [])
 
 
 def load_config_dict(data: dict[str, Any], overrides: list[str] | None = None) -> ExperimentConfig:
@@ -184,10 +263,24 @@ def load_config_dict(data: dict[str, Any], overrides: list[str] | None = None) -
     merged = copy.deepcopy(data)
     for override in overrides or []:
         _apply_override(merged, override)
+    return _resolve(merged, "saved config", overrides or [])
+
+
+def _resolve(data: dict[str, Any], source: str, overrides: list[str]) -> ExperimentConfig:
+    """Typed and validated; an error is blamed on the `--set` that gave the key, else on
+    `source`."""
     try:
-        return _build(ExperimentConfig, merged, "")
+        return validate(_build(ExperimentConfig, data, ""))
     except ConfigError as error:
-        raise ConfigError(f"saved config: {error}") from None
+        given = [o for o in overrides if error.key and _names(o.partition("=")[0], error.key)]
+        where = f"--set {given[-1]}" if given else source
+        raise ConfigError(f"{where}: {error}", error.key) from None
+
+
+def _names(override_key: str, key: str) -> bool:
+    """Whether `--set override_key=...` gave `key` (itself or a section above it)."""
+    override_key = override_key.strip()
+    return key == override_key or key.startswith(override_key + ".")
 
 
 def _apply_override(data: dict[str, Any], override: str) -> None:
@@ -210,13 +303,15 @@ def _apply_override(data: dict[str, Any], override: str) -> None:
 
 def _build(cls: type, data: Any, prefix: str) -> Any:
     if not isinstance(data, dict):
-        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {data!r}")
+        where = prefix.rstrip(".") or "config"
+        raise ConfigError(f"{where}: expected a mapping, got {data!r}", prefix.rstrip(".") or None)
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
         where = f"{prefix}{unknown[0]}"
-        raise ConfigError(f"{where}: unknown key; known keys here: {', '.join(sorted(known))}")
+        known_keys = ", ".join(sorted(known))
+        raise ConfigError(f"{where}: unknown key; known keys here: {known_keys}", where)
     values = {}
     for name, value in data.items():
         values[name] = _convert(hints[name], value, f"{prefix}{name}")
@@ -236,25 +331,25 @@ def _convert(hint: Any, value: Any, key: str) -> Any:
     if origin is list:
         (inner,) = typing.get_args(hint)
         if not isinstance(value, list):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
+            raise ConfigError(f"{key}: expected a list, got {value!r}", key)
         return [_convert(inner, item, f"{key}[{i}]") for i, item in enumerate(value)]
     if hint is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+            raise ConfigError(f"{key}: expected true or false, got {value!r}", key)
         return value
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+            raise ConfigError(f"{key}: expected an integer, got {value!r}", key)
         return value
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
+            raise ConfigError(f"{key}: expected a number, got {value!r}", key)
         return float(value)
     if hint is str:
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
+            raise ConfigError(f"{key}: expected a string, got {value!r}", key)
         return str(value)
-    raise ConfigError(f"{key}: unsupported setting type {hint}")
+    raise ConfigError(f"{key}: unsupported setting type {hint}", key)
 
 
 def dump_config(config: ExperimentConfig) -> str:

@@ -15,7 +15,13 @@ from flwr.app import ArrayRecord, MetricRecord
 from flwr.serverapp import Grid
 
 from fedland.centralized import evaluate_model, flip_test_enabled, heatmap_codec
-from fedland.config import ConfigError, ExperimentConfig, dump_config, load_config_dict
+from fedland.config import (
+    ConfigError,
+    ExperimentConfig,
+    dump_config,
+    load_config_dict,
+    validate,
+)
 from fedland.data.dataset import LandmarkDataset
 from fedland.data.meta import DatasetMeta
 from fedland.data.sources import eval_split, load_split
@@ -24,7 +30,7 @@ from fedland.federation.client_data import partitions
 from fedland.federation.downlink import Broadcaster
 from fedland.federation.ledger import RoundLedger, RunWriter, read_rows
 from fedland.federation.partition import format_partition_table, partition_statistics
-from fedland.federation.settings import check_experiment, downlink_codec
+from fedland.federation.settings import downlink_codec
 from fedland.federation.weights import float_state, from_record, load_float_state, to_record
 from fedland.model import DUNet
 from fedland.model.checkpoint import load_checkpoint, save_checkpoint
@@ -36,7 +42,7 @@ def run_federation(grid: Grid, config: ExperimentConfig, run_id: int | None = No
     """Run `federation.rounds` rounds; returns the summary written to `summary.json`
     (`run_id`, Flower's id of the run, lets `fedland deploy traffic` find its traffic)."""
     out = Path(config.federation.out)
-    check_experiment(config)  # configuration errors surface before any node is contacted
+    validate(config)  # configuration errors surface before any node is contacted
     out.mkdir(parents=True, exist_ok=True)
     resumed = _checkpoint_to_resume(out, config)
     if resumed is None:

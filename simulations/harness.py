@@ -25,10 +25,9 @@ from pathlib import Path
 
 import psutil
 
-from fedland.config import ExperimentConfig, dump_config
+from fedland.config import ExperimentConfig, dump_config, validate
 from fedland.deployment import write_connection
 from fedland.federation.ledger import read_rows
-from fedland.federation.settings import check_experiment
 
 # The Flower App project that `flwr run` packages (its pyproject.toml only: the apps are
 # this package's fedland.server and fedland.clients).
@@ -51,7 +50,7 @@ def simulate(
 ) -> dict:
     """Run `config` on the Simulation Engine with one virtual node per partition; returns
     the run's summary (also in `OUT/summary.json`)."""
-    check_experiment(config)
+    validate(config)
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     config.federation.out = str(out)

@@ -1,7 +1,16 @@
+import dataclasses
+
 import pytest
 import yaml
 
-from fedland.config import ConfigError, ExperimentConfig, load_config, load_config_dict
+from fedland.config import (
+    ConfigError,
+    ExperimentConfig,
+    ModelSection,
+    load_config,
+    load_config_dict,
+)
+from fedland.model.config import DUNetConfig
 
 
 def test_defaults_file_and_overrides_combine(tmp_path):
@@ -30,6 +39,8 @@ def test_defaults_file_and_overrides_combine(tmp_path):
         ("train:\n  lr: yes\n", "train.lr: expected a number"),
         ("- a\n- b\n", "top level must be a mapping"),
         ("train: [\n", "not valid YAML"),
+        ("train:\n  epochs: 0\n", "train.epochs: must be at least 1, got 0"),
+        ("model:\n  input_size: 100\n", "model.input_size: input size must be a multiple of 64"),
     ],
 )
 def test_bad_configs_name_the_file_and_key(tmp_path, text, message):
@@ -45,3 +56,41 @@ def test_bad_override_is_explained():
         load_config(None, ["epochs"])
     with pytest.raises(ConfigError, match="no such config file"):
         load_config("missing.yaml")
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.device=banana", "train.device: must be auto, cpu, mps, cuda or cuda:N"),
+        ("train.lr=0", "train.lr: must be positive, got 0.0"),
+        ("train.lr_factor=-5", "train.lr_factor: must be positive, got -5.0"),
+        ("train.lr_milestones=[3, 0]", "train.lr_milestones: must be at least 1, got [3, 0]"),
+        ("model.order=2", "model.order: order K must satisfy 0 <= K < L = 2"),
+        ("model.bits=w3", "model.bits: must be a bit spec"),
+        ("codec.uplink_bits=3", "codec.uplink_bits: must be one of 32, 16, 8, 4, 2, 1, got 3"),
+        ("codec.block_size=0", "codec.block_size: must be from 1 to"),
+        ("data.dataset=faces", "data.dataset: must be one of mpii, lsp, 300w, wflw, coco"),
+        ("data.augment.flip_probability=2", "data.augment.flip_probability: must be from 0"),
+    ],
+)
+def test_a_bad_override_is_blamed_on_that_override_not_the_file(tmp_path, override, message):
+    path = tmp_path / "fine.yaml"
+    path.write_text("train:\n  epochs: 3\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, ["train.epochs=4", override])
+    assert str(info.value).startswith(f"--set {override}: {message}")
+    assert info.value.key == override.partition("=")[0]
+
+
+def test_a_bad_value_from_the_file_is_blamed_on_the_file_under_unrelated_overrides(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("train:\n  lr: -1\n")
+    with pytest.raises(ConfigError, match=r"^\S*bad.yaml: train.lr: must be positive, got -1"):
+        load_config(path, ["train.epochs=4"])
+    with pytest.raises(ConfigError, match=r"^--set train=\{'lr': -2\}: train.lr: must be"):
+        load_config(path, ["train={'lr': -2}"])
+
+
+def test_the_model_section_has_the_dunet_fields_less_the_landmarks():
+    section = [f.name for f in dataclasses.fields(ModelSection)]
+    assert section == [f.name for f in dataclasses.fields(DUNetConfig) if f.name != "num_landmarks"]

@@ -37,10 +37,11 @@ from typing import Any
 
 import numpy as np
 
+from fedland.config import PARTITION_SCHEMES
 from fedland.data.records import Record
 from fedland.table import format_table
 
-SCHEMES = ("iid", "dirichlet", "pathological", "natural", "quantity")
+SCHEMES = PARTITION_SCHEMES  # declared with the partition settings
 # Schemes that split by the attribute's values (iid and quantity ignore it).
 LABEL_SCHEMES = ("dirichlet", "pathological", "natural")
 # Record fields readable as attributes besides `record.attributes[...]`.

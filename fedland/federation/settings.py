@@ -21,8 +21,18 @@ import yaml
 
 from fedland import __version__
 from fedland.codec import CodecConfig
-from fedland.config import ConfigError, ExperimentConfig, load_config, load_config_dict
-from fedland.federation.partition import SCHEMES
+from fedland.codec.format import ALLOWED_BITS
+from fedland.config import (
+    DEVICE,
+    Allowed,
+    ConfigError,
+    ExperimentConfig,
+    at_least,
+    load_config,
+    load_config_dict,
+    one_of,
+)
+from fedland.data.meta import DATASETS
 
 # Keys of the ConfigRecord in every train message.
 EXPERIMENT = "experiment"
@@ -66,26 +76,6 @@ def check_version(server_version: str) -> None:
 
 def experiment_from_text(text: str) -> ExperimentConfig:
     return load_config_dict(yaml.safe_load(text))
-
-
-def check_experiment(config: ExperimentConfig) -> None:
-    """Errors a federated run would hit later, raised before any process starts."""
-    uplink_codec(config)
-    downlink_codec(config)
-    federation, partition = config.federation, config.partition
-    problems = {
-        "partition.scheme": (partition.scheme in SCHEMES, f"one of {', '.join(SCHEMES)}"),
-        "partition.num_partitions": (partition.num_partitions >= 1, "at least 1"),
-        "federation.rounds": (federation.rounds >= 1, "at least 1"),
-        "federation.local_epochs": (federation.local_epochs >= 1, "at least 1"),
-        "federation.fraction_train": (0 < federation.fraction_train <= 1, "in (0, 1]"),
-        "federation.client_cpus": (federation.client_cpus > 0, "positive"),
-    }
-    for key, (ok, allowed) in problems.items():
-        if not ok:
-            section, name = key.split(".")
-            value = getattr(getattr(config, section), name)
-            raise ConfigError(f"{key}: must be {allowed}, got {value!r}")
 
 
 def uplink_codec(config: ExperimentConfig, bits: int | None = None) -> CodecConfig:
@@ -140,23 +130,34 @@ class NodeSettings:
         if not 0 <= partition < count:
             raise ValueError(f"node config: partition-id {partition} not in [0, {count})")
 
-        def optional(key: str, kind: type) -> Any:
+        def optional(key: str, kind: Any, *allowed: Allowed) -> Any:
+            """The same rules as the experiment's settings, named by the node-config key."""
             value = node_config.get(key)
-            return None if value in (None, "") else kind(value)
+            if value in (None, ""):
+                return None
+            try:
+                value = kind(value)
+            except ValueError:
+                message = f"node config {key}: expected {kind.__name__}, got {value!r}"
+                raise ValueError(message) from None
+            for rule in allowed:
+                if not rule.test(value):
+                    raise ValueError(f"node config {key}: must be {rule.says}, got {value!r}")
+            return value
 
         return cls(
             partition_id=partition,
             num_partitions=count,
             data_path=optional("data-path", str),
-            dataset=optional("dataset", str),
-            device=optional("device", str),
-            batch_size=optional("batch-size", int),
-            uplink_bits=optional("uplink-bits", int),
-            memory_efficient=optional("memory-efficient", _boolean),
+            dataset=optional("dataset", str, one_of(*DATASETS)),
+            device=optional("device", str, DEVICE),
+            batch_size=optional("batch-size", int, at_least(1)),
+            uplink_bits=optional("uplink-bits", int, one_of(*ALLOWED_BITS)),
+            memory_efficient=optional("memory-efficient", boolean),
         )
 
 
-def _boolean(value: Any) -> bool:
+def boolean(value: Any) -> bool:
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()

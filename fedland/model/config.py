@@ -13,7 +13,11 @@ INPUT_MULTIPLE = 64  # stem /4, then four 2x2 poolings per U-Net
 
 
 class ModelConfigError(ValueError):
-    """A DU-Net configuration that cannot be built."""
+    """A DU-Net configuration that cannot be built; `key` is the field at fault."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,8 @@ class DUNetConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ModelConfigError(
-                f"unknown model key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+                unknown[0],
+                f"unknown model key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}",
             )
         return cls(**data)
 
@@ -76,32 +81,39 @@ class DUNetConfig:
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ModelConfigError(f"{name} must be a positive integer, got {value!r}")
+                raise ModelConfigError(name, f"{name} must be a positive integer, got {value!r}")
         if self.refine and self.num_unets % 2:
             raise ModelConfigError(
+                "num_unets",
                 f"refinement runs L/2 U-Nets twice, so the number of U-Nets must be even; "
-                f"got {self.num_unets}"
+                f"got {self.num_unets}",
             )
         built = self.built_unets
         if not isinstance(self.order, int) or not 0 <= self.order < built:
             limit = f"the {built} built U-Nets" if self.refine else f"L = {built}"
             raise ModelConfigError(
+                "order",
                 f"order K must satisfy 0 <= K < {limit} (K = {built - 1} is fully dense); "
-                f"got K = {self.order!r}"
+                f"got K = {self.order!r}",
             )
         if self.input_size % INPUT_MULTIPLE:
             raise ModelConfigError(
+                "input_size",
                 f"input size must be a multiple of {INPUT_MULTIPLE} (the stem divides it by 4 "
-                f"and each U-Net pools four times); got {self.input_size}"
+                f"and each U-Net pools four times); got {self.input_size}",
             )
         if self.num_supervised is not None and not 1 <= self.num_supervised <= self.num_unets:
             raise ModelConfigError(
+                "num_supervised",
                 f"num_supervised must be between 1 and the number of U-Nets "
-                f"({self.num_unets}); got {self.num_supervised}"
+                f"({self.num_unets}); got {self.num_supervised}",
             )
         if self.quant_scope not in QUANT_SCOPES:
             raise ModelConfigError(
-                f"quant_scope must be one of {', '.join(QUANT_SCOPES)}; got {self.quant_scope!r}"
+                "quant_scope",
+                f"quant_scope must be one of {', '.join(QUANT_SCOPES)}; got {self.quant_scope!r}",
             )
         if not self.activation_clip > 0:
-            raise ModelConfigError(f"activation_clip must be > 0, got {self.activation_clip}")
+            raise ModelConfigError(
+                "activation_clip", f"activation_clip must be > 0, got {self.activation_clip}"
+            )
