@@ -1,10 +1,11 @@
 """The update codec as a Flower client mod, so that training code only sees float tensors.
 
-Incoming train messages carry the broadcast (a full model or a quantized delta against the
-model this node already holds); the mod rebuilds the float model, keeps it in
-`context.state`, and hands it on. The reply's trained weights become a delta against that
-model, which is encoded at the uplink bit-width with error feedback (the residual also lives
-in `context.state`, so it survives across rounds in simulation and deployment alike).
+Incoming train messages carry the broadcast (a full model with the experiment, or a
+quantized delta against the model this node already holds); the mod rebuilds the float model,
+keeps it and the experiment in `context.state`, and hands both on. The reply's trained
+weights become a delta against that model, which is encoded at the uplink bit-width with
+error feedback (the residual also lives in `context.state`, so it survives across rounds in
+simulation and deployment alike).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType
 from flwr.clientapp.typing import ClientAppCallable
 
 from fedland.codec import encode_update, encode_with_feedback
-from fedland.federation.downlink import rebuild
+from fedland.federation.downlink import BroadcastError, rebuild
 from fedland.federation.settings import (
     BASE_ROUND,
     EXPERIMENT,
@@ -46,9 +47,11 @@ def codec_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> M
     model = rebuild(
         msg.content["arrays"], str(config[KIND]), int(config[BASE_ROUND]), held, held_round
     )
+    text = _experiment_text(config, context)
     context.state[HELD] = to_record(model)
-    context.state[META] = ConfigRecord({"round": server_round})
+    context.state[META] = ConfigRecord({"round": server_round, EXPERIMENT: text})
     msg.content["arrays"] = to_record(model)
+    config[EXPERIMENT] = text  # the app reads the experiment from the message, as the model
 
     reply = call_next(msg, context)
     if reply.has_error():
@@ -70,6 +73,16 @@ def codec_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> M
     reply.content["arrays"] = record
     reply.content["metrics"][UPLINK_BITS] = bits
     return reply
+
+
+def _experiment_text(config: ConfigRecord, context: Context) -> str:
+    """The experiment comes with each full model; a delta builds on the one held with the
+    model it applies to."""
+    if EXPERIMENT in config:
+        return str(config[EXPERIMENT])
+    if META in context.state and EXPERIMENT in context.state[META]:
+        return str(context.state[META][EXPERIMENT])
+    raise BroadcastError("this node holds no experiment; the server sends it with a full model")
 
 
 def _held(context: Context) -> tuple[dict | None, int | None]:

@@ -21,7 +21,7 @@ from flwr.serverapp.strategy import FedAvg
 from fedland import __version__
 from fedland.codec import CodecError, decode_update, fp32_bytes, payload_bytes
 from fedland.codec.format import ALLOWED_BITS
-from fedland.config import ExperimentConfig, dump_config
+from fedland.config import ExperimentConfig
 from fedland.federation.downlink import FULL, Broadcaster
 from fedland.federation.ledger import RoundLedger
 from fedland.federation.settings import (
@@ -30,6 +30,7 @@ from fedland.federation.settings import (
     FEDLAND_VERSION,
     KIND,
     UPLINK_BITS,
+    client_view,
     uplink_codec,
 )
 from fedland.federation.weights import Weights, shapes, to_record
@@ -48,7 +49,7 @@ class QuantizedFedAvg(FedAvg):
         super().__init__(fraction_evaluate=0.0, **fedavg)
         self.broadcaster = broadcaster
         self.experiment = experiment
-        self.experiment_text = dump_config(experiment)
+        self.experiment_text = client_view(experiment)
         self.uplink_bits = experiment.codec.uplink_bits
         self.node_uplink_bits = experiment.codec.node_uplink_bits
         self.ledger = RoundLedger()
@@ -68,7 +69,8 @@ class QuantizedFedAvg(FedAvg):
             node = message.metadata.dst_node_id
             payload = self.broadcaster.payload(node)
             settings = ConfigRecord(dict(message.content["config"]))
-            settings[EXPERIMENT] = self.experiment_text
+            if payload.kind == FULL:  # a node without the model has no experiment either
+                settings[EXPERIMENT] = self.experiment_text
             settings[FEDLAND_VERSION] = __version__
             settings[KIND] = payload.kind
             settings[BASE_ROUND] = payload.base_round

@@ -36,6 +36,7 @@ class LoopbackGrid(Grid):
         }
         self.tamper = tamper
         self.sent: list[Message] = []
+        self.sent_config: list[dict] = []  # as sent (the client mod adds to the message)
 
     def get_node_ids(self) -> Iterable[int]:
         return list(self.contexts)
@@ -44,6 +45,7 @@ class LoopbackGrid(Grid):
         replies = []
         for message in messages:
             self.sent.append(message)
+            self.sent_config.append(dict(message.content["config"]))
             node = message.metadata.dst_node_id
             try:
                 reply = client_app(message, self.contexts[node])

@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import yaml
 from flwr.app import (
     Array,
     ConfigRecord,
@@ -33,12 +34,13 @@ from fedland.codec import (
     expected_payload_bytes,
 )
 from fedland.config import dump_config, load_config
-from fedland.federation.downlink import FULL, RAW, Broadcaster, rebuild
+from fedland.federation.downlink import DELTA, FULL, RAW, Broadcaster, BroadcastError, rebuild
 from fedland.federation.settings import (
     BASE_ROUND,
     EXPERIMENT,
     FEDLAND_VERSION,
     KIND,
+    SERVER_ONLY,
     SERVER_ROUND,
     UPLINK_BITS,
     uplink_codec,
@@ -346,6 +348,30 @@ def test_a_node_that_lost_its_state_recovers_with_a_full_download(tmp_path):
     rows = _rows(tmp_path)
     assert [r["failed"] for r in rows[1:]] == [0, 1, 0]
     assert [r["full_downloads"] for r in rows[1:]] == [2, 0, 1]
+
+
+def test_the_experiment_travels_with_full_models_only_and_without_server_only_keys(tmp_path):
+    config = _config(
+        tmp_path, "partition.num_partitions=2", "federation.rounds=3", "codec.downlink_bits=8"
+    )
+    grid = LoopbackGrid(2)
+    run_federation(grid, config)
+    assert all(row["accepted"] == 2 for row in _rows(tmp_path)[1:])
+    sent = [(int(c[SERVER_ROUND]), c[KIND], EXPERIMENT in c) for c in grid.sent_config]
+    assert sent == [(1, FULL, True)] * 2 + [(2, DELTA, False)] * 2 + [(3, DELTA, False)] * 2
+    view = yaml.safe_load(grid.sent_config[0][EXPERIMENT])
+    full = config.to_dict()
+    for section, values in full.items():
+        kept = {k: v for k, v in values.items() if k not in SERVER_ONLY.get(section, ())}
+        assert view[section] == kept, section
+
+
+def test_a_node_without_the_experiment_refuses_to_train():
+    context = Context(1, 1, {"partition-id": 0, "num-partitions": 1}, RecordDict(), {})
+    message = _train_message({"w": torch.zeros(4)}, 2, "")
+    del message.content["config"][EXPERIMENT]
+    with pytest.raises(BroadcastError, match="holds no experiment"):
+        codec_mod(message, context, lambda msg, ctx: pytest.fail("trained anyway"))
 
 
 def test_aggregate_at_32_bits_equals_plain_fedavg():

@@ -12,6 +12,8 @@ YAML or `set`.
 
 from __future__ import annotations
 
+import copy
+import functools
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +42,14 @@ KIND = "downlink-kind"
 BASE_ROUND = "base-round"
 UPLINK_BITS = "uplink-bits"
 SERVER_ROUND = "server-round"
+# Read by the server alone (evaluation, rounds, sampling, the run folder, centralized-only
+# training keys); a node's copy of the experiment leaves them out and has defaults there.
+SERVER_ONLY = {
+    "data": ("eval_split",),
+    "train": ("epochs", "lr_milestones", "flip_test", "out", "time_limit_minutes"),
+    "federation": ("rounds", "fraction_train", "min_train_nodes", "min_available_nodes",
+                   "round_timeout", "client_gpus", "out", "resume"),
+}  # fmt: skip
 FEDLAND_VERSION = "fedland-version"  # the server's; a node with another one refuses
 
 
@@ -74,7 +84,24 @@ def check_version(server_version: str) -> None:
         )
 
 
+def client_view(config: ExperimentConfig) -> str:
+    """The experiment as a node needs it (YAML), without the keys only the server reads: a
+    node holds its copy from the message that brought it a full model."""
+    data = config.to_dict()
+    for section, keys in SERVER_ONLY.items():
+        for key in keys:
+            del data[section][key]
+    return yaml.safe_dump(data, sort_keys=False)
+
+
 def experiment_from_text(text: str) -> ExperimentConfig:
+    """Parsed once per text and process (a node's mod and app read the same experiment every
+    round); each caller gets its own copy."""
+    return copy.deepcopy(_parsed(text))
+
+
+@functools.lru_cache(maxsize=4)
+def _parsed(text: str) -> ExperimentConfig:
     return load_config_dict(yaml.safe_load(text))
 
 
