@@ -16,10 +16,11 @@ import shutil
 import time
 from pathlib import Path
 
-from fedland.centralized import build_data, train
+from fedland.centralized import train
 from fedland.config import load_config
 from fedland.data.dataset import make_loader
 from fedland.table import format_table
+from fedland.task import build_data
 
 TASKS = {"face": "300w", "pose": "mpii"}
 

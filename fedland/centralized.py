@@ -10,91 +10,21 @@ import functools
 import json
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
 from fedland.config import ExperimentConfig, dump_config
-from fedland.data.dataset import LandmarkDataset, make_loader
-from fedland.data.heatmaps import HeatmapCodec
-from fedland.data.meta import DatasetMeta
-from fedland.data.sources import eval_split, load_split
-from fedland.data.transforms import Augmentation
-from fedland.evaluation import evaluate_predictions, is_better, primary_metric
-from fedland.model import DUNet
+from fedland.data.dataset import make_loader
+from fedland.evaluation import is_better, primary_metric
 from fedland.model.checkpoint import load_checkpoint, save_checkpoint
-from fedland.train import make_optimizer, predict, resolve_device, train_epoch
+from fedland.task import build_data, evaluate_model, flip_test_enabled, task_model
+from fedland.train import make_optimizer, resolve_device, train_epoch
 
 
 class RunFolderError(ValueError):
     """An output folder that already holds a run, without --resume."""
-
-
-@dataclass
-class TaskData:
-    meta: DatasetMeta
-    train: LandmarkDataset
-    evaluation: LandmarkDataset
-    codec: HeatmapCodec
-
-
-def heatmap_codec(config: ExperimentConfig) -> HeatmapCodec:
-    """The task's heatmap codec: the model's input size, the data's sigma and decoding."""
-    return HeatmapCodec.for_input(config.model.input_size, config.data.sigma, config.data.dark)
-
-
-def build_data(config: ExperimentConfig, progress: bool = False) -> TaskData:
-    """Train (augmented) and evaluation datasets of the configured task."""
-    data = config.data
-    size = config.model.input_size
-    codec = heatmap_codec(config)
-    train_records, _, meta = load_split(data, data.train_split, progress)
-    eval_records, _, _ = load_split(data, eval_split(data), progress)
-    augmentation = make_augmentation(config, meta)
-    seed = config.train.seed
-    return TaskData(
-        meta=meta,
-        train=LandmarkDataset(train_records, meta, size, codec, augmentation, seed),
-        evaluation=LandmarkDataset(eval_records, meta, size, codec, None, seed),
-        codec=codec,
-    )
-
-
-def make_augmentation(config: ExperimentConfig, meta: DatasetMeta) -> Augmentation:
-    """The configured training augmentation; flipping defaults to on for poses only."""
-    augment = config.data.augment
-    flip = augment.flip_probability
-    if flip is None:
-        flip = 0.5 if meta.task == "pose" else 0.0
-    return Augmentation(
-        scale_sigma=augment.scale_sigma,
-        rotation_sigma=augment.rotation_sigma,
-        rotation_off_probability=augment.rotation_off_probability,
-        flip_probability=flip,
-        colour_gain=(augment.colour_gain[0], augment.colour_gain[-1]),
-    )
-
-
-def flip_test_enabled(config: ExperimentConfig, meta: DatasetMeta) -> bool:
-    flag = config.train.flip_test
-    return meta.task == "pose" if flag is None else flag
-
-
-def evaluate_model(
-    model: DUNet,
-    dataset: LandmarkDataset,
-    codec: HeatmapCodec,
-    device: torch.device,
-    batch_size: int,
-    workers: int,
-    flip_test: bool,
-) -> dict:
-    loader = make_loader(dataset, batch_size, training=False, workers=workers)
-    permutation = dataset.meta.flip_permutation if flip_test else None
-    points, _, indices = predict(model, loader, codec, device, permutation)
-    return evaluate_predictions(dataset.meta, dataset.records, points, indices)
 
 
 def train(config: ExperimentConfig, out: str | Path, resume: bool = False) -> dict:
@@ -115,7 +45,7 @@ def train(config: ExperimentConfig, out: str | Path, resume: bool = False) -> di
     if resume and last.exists():
         model, state = load_checkpoint(last)
     else:
-        model = DUNet(config.model.build(task.meta.num_landmarks))
+        model = task_model(config, task.meta)
     model.to(device)
     optimizer = make_optimizer(
         model, settings.lr, settings.rmsprop_alpha, settings.rmsprop_eps, settings.weight_decay

@@ -4,5 +4,5 @@
 subclass that decodes and validates quantized client updates, averages them and broadcasts
 the global model, optionally quantized); `run.py` one run (evaluation, checkpoints, resume,
 result files). The SuperLink itself starts with `fedland deploy superlink` (TLS and node
-authentication, see `fedland.deployment`).
+authentication, see `fedland.federation.deployment`).
 """

@@ -14,7 +14,6 @@ import torch
 from flwr.app import ArrayRecord, MetricRecord
 from flwr.serverapp import Grid
 
-from fedland.centralized import evaluate_model, flip_test_enabled, heatmap_codec
 from fedland.config import (
     ConfigError,
     ExperimentConfig,
@@ -35,6 +34,7 @@ from fedland.federation.weights import float_state, from_record, load_float_stat
 from fedland.model import DUNet
 from fedland.model.checkpoint import load_checkpoint, save_checkpoint
 from fedland.server.strategy import QuantizedFedAvg
+from fedland.task import evaluate_model, flip_test_enabled, heatmap_codec, task_model
 from fedland.train import resolve_device
 
 
@@ -51,7 +51,7 @@ def run_federation(grid: Grid, config: ExperimentConfig, run_id: int | None = No
     meta = _write_partitions(config, out)
 
     torch.manual_seed(config.train.seed)
-    model = DUNet(config.model.build(meta.num_landmarks))
+    model = task_model(config, meta)
     broadcaster = Broadcaster(float_state(model), downlink_codec(config), config.train.seed)
     federation = config.federation
     strategy = QuantizedFedAvg(

@@ -26,7 +26,7 @@ from pathlib import Path
 import psutil
 
 from fedland.config import ExperimentConfig, dump_config, validate
-from fedland.deployment import write_connection
+from fedland.federation.deployment import write_connection
 from fedland.federation.ledger import read_rows
 
 # The Flower App project that `flwr run` packages (its pyproject.toml only: the apps are

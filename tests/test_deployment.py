@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from fedland.deployment import write_certificates, write_connection, write_node_key
+from fedland.federation.deployment import write_certificates, write_connection, write_node_key
 from fedland.simulations.harness import APP_DIR, flower_environment, free_ports, stop_process_tree
 from tests.conftest import TINY_FEDERATION
 

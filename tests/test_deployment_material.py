@@ -10,7 +10,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import load_ssh_private_key, load_ssh_public_key
 
 from fedland.cli import main
-from fedland.deployment import (
+from fedland.federation.deployment import (
     format_node_config,
     superlink_command,
     supernode_command,

@@ -23,7 +23,6 @@ from flwr.serverapp.strategy.strategy_utils import aggregate_arrayrecords
 from loopback import LoopbackGrid, identify_as_server
 
 import fedland
-from fedland.centralized import build_data, evaluate_model, flip_test_enabled
 from fedland.clients.codec_mod import HELD, RESIDUAL, codec_mod
 from fedland.codec import (
     STYPE_PREFIX,
@@ -49,6 +48,7 @@ from fedland.federation.weights import from_record, shapes, subtract, to_record
 from fedland.model.checkpoint import load_checkpoint
 from fedland.server.run import run_federation
 from fedland.server.strategy import QuantizedFedAvg
+from fedland.task import build_data, evaluate_model, flip_test_enabled
 from tests.conftest import TINY_FEDERATION
 
 TINY = [*TINY_FEDERATION, "data.workers=0", "train.batch_size=4"]

@@ -23,8 +23,8 @@ LAYERS = {
         "fedland.model", "fedland.data", "fedland.codec", "fedland.metrics", "fedland.config",
         "fedland.visualize", "fedland.evaluation",
     ),
-    "task": ("fedland.centralized", "fedland.train"),
-    "federation": ("fedland.federation", "fedland.deployment"),
+    "task": ("fedland.task", "fedland.train"),
+    "federation, centralized": ("fedland.federation", "fedland.centralized"),
     "apps": ("fedland.server", "fedland.clients", "fedland.simulations"),
     "commands": ("fedland.commands", "fedland.cli"),
 }  # fmt: skip

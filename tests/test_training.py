@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from fedland.centralized import RunFolderError, build_data, train
+from fedland.centralized import RunFolderError, train
 from fedland.cli import main
 from fedland.config import load_config
 from fedland.model.checkpoint import load_checkpoint
 from fedland.quant import QuantConv2d
+from fedland.task import build_data
 from fedland.visualize import GROUND_TRUTH, PREDICTION
 from tests.conftest import TINY_MODEL
 
@@ -197,7 +198,7 @@ def test_loader_workers_start_after_synthesis_in_the_same_process(tmp_path):
     """Generating the synthetic default and then loading with worker processes, all in one
     process, must not hang (forked workers inherit OpenCV's state)."""
     script = (
-        "from fedland.centralized import build_data\n"
+        "from fedland.task import build_data\n"
         "from fedland.config import load_config\n"
         "from fedland.data.dataset import make_loader\n"
         f"config = load_config(None, ['data.synthetic.num=24', 'data.synthetic.image_size=128',"

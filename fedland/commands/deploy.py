@@ -78,7 +78,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
 
 
 def certs_command(args: argparse.Namespace) -> int:
-    from fedland.deployment import write_certificates
+    from fedland.federation.deployment import write_certificates
 
     paths = write_certificates(args.out, args.host, args.days)
     print(f"wrote {paths['ca']} (give it to every SuperNode and flwr user), "
@@ -88,7 +88,7 @@ def certs_command(args: argparse.Namespace) -> int:
 
 
 def node_key_command(args: argparse.Namespace) -> int:
-    from fedland.deployment import write_node_key
+    from fedland.federation.deployment import write_node_key
 
     private, public = write_node_key(args.out, args.name)
     print(f"wrote {private} (stays on the node) and {public} "
@@ -99,7 +99,7 @@ def node_key_command(args: argparse.Namespace) -> int:
 def connection_command(args: argparse.Namespace) -> int:
     from flwr.supercore.utils import get_flwr_home
 
-    from fedland.deployment import write_connection
+    from fedland.federation.deployment import write_connection
 
     path = write_connection(Path(get_flwr_home()), args.name, args.address, args.ca)
     print(f"wrote {path}: `flwr ... {args.name}` now reaches {args.address}")
@@ -107,13 +107,13 @@ def connection_command(args: argparse.Namespace) -> int:
 
 
 def superlink_command(args: argparse.Namespace) -> NoReturn:
-    from fedland.deployment import superlink_command as build
+    from fedland.federation.deployment import superlink_command as build
 
     _exec(build(args.certs, args.host, args.port, not args.no_auth, args.database))
 
 
 def supernode_command(args: argparse.Namespace) -> NoReturn:
-    from fedland.deployment import supernode_command as build
+    from fedland.federation.deployment import supernode_command as build
 
     node_config = {
         "partition-id": args.partition_id,

@@ -81,9 +81,9 @@ def _load(args: argparse.Namespace):
 
 def _dataset(config, split: str | None):
     """The evaluation dataset (no augmentation) of `split`, default the usual one."""
-    from fedland.centralized import heatmap_codec
     from fedland.data.dataset import LandmarkDataset
     from fedland.data.sources import eval_split, load_split
+    from fedland.task import heatmap_codec
 
     codec = heatmap_codec(config)
     records, _, meta = load_split(config.data, split or eval_split(config.data))
@@ -91,8 +91,8 @@ def _dataset(config, split: str | None):
 
 
 def eval_command(args: argparse.Namespace) -> int:
-    from fedland.centralized import evaluate_model, flip_test_enabled
     from fedland.data.sources import eval_split
+    from fedland.task import evaluate_model, flip_test_enabled
 
     model, config, device = _load(args)
     dataset, codec = _dataset(config, args.split)

@@ -11,13 +11,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 
-from fedland.centralized import heatmap_codec, make_augmentation
 from fedland.config import ExperimentConfig, dump_config
 from fedland.data.dataset import LandmarkDataset
 from fedland.data.records import Record
 from fedland.data.sources import load_split
 from fedland.federation.partition import partition_records
 from fedland.federation.settings import NodeSettings, experiment_from_text
+from fedland.task import training_dataset
 
 
 def node_experiment(config: ExperimentConfig, node: NodeSettings) -> ExperimentConfig:
@@ -55,8 +55,4 @@ def _cached(text: str, node: NodeSettings) -> LandmarkDataset:
     if node.data_path is None:
         indices = partitions(records, config, node.num_partitions)[node.partition_id]
         records = [records[i] for i in indices]
-    size = config.model.input_size
-    codec = heatmap_codec(config)
-    augmentation = make_augmentation(config, meta)
-    seed = config.train.seed + node.partition_id
-    return LandmarkDataset(records, meta, size, codec, augmentation, seed)
+    return training_dataset(config, records, meta, config.train.seed + node.partition_id)

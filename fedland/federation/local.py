@@ -13,7 +13,7 @@ from fedland.data.dataset import make_loader
 from fedland.federation.client_data import node_dataset
 from fedland.federation.settings import NodeSettings
 from fedland.federation.weights import Weights, float_state, load_float_state
-from fedland.model import DUNet
+from fedland.task import task_model
 from fedland.train import make_optimizer, resolve_device, train_epoch
 
 
@@ -42,7 +42,7 @@ def train_locally(
     device = resolve_device(config.train.device)
     seed = config.train.seed * 1_000_003 + server_round * 1_009 + node.partition_id
     torch.manual_seed(seed)
-    model = DUNet(config.model.build(dataset.meta.num_landmarks))
+    model = task_model(config, dataset.meta)
     load_float_state(model, weights)
     model.to(device)
     if device.type == "cuda":
