@@ -23,33 +23,27 @@ import cv2
 import numpy as np
 
 from fedland.data.readers.pts import write_pts
-from fedland.data.synth.common import (
-    CameraStyle,
-    Color,
+from fedland.data.synth.camera import CameraStyle, apply_camera, encode_jpeg
+from fedland.data.synth.drawing import Color, disc, ellipse, fill, outline
+from fedland.data.synth.output import (
     SynthSummary,
-    allocate,
-    apply_camera,
-    assign_by_rank,
     check_request,
-    disc,
-    draw_background,
-    draw_clutter,
-    draw_occluder,
-    ellipse,
-    encode_jpeg,
-    fill,
+    remove_stale,
+    report_progress,
+    single_threaded_opencv,
+)
+from fedland.data.synth.sampling import (
+    allocate,
+    assign_by_rank,
     hair_color,
     jitter_color,
     mix,
-    outline,
     rank_uniforms,
-    remove_stale,
-    report_progress,
     sample_rng,
     scaled,
-    single_threaded_opencv,
     skin_color,
 )
+from fedland.data.synth.scenery import draw_background, draw_clutter, draw_occluder
 
 FACE_TAG = 1
 ATTRIBUTES_FILE = "fedland_attributes.json"

@@ -24,34 +24,26 @@ from typing import Any
 import cv2
 import numpy as np
 
-from fedland.data.synth.common import (
-    CameraStyle,
-    Color,
+from fedland.data.synth.camera import CameraStyle, apply_camera, encode_jpeg
+from fedland.data.synth.drawing import Color, blend_polygon, disc, ellipse, fill, outline, segment
+from fedland.data.synth.output import (
     SynthSummary,
-    apply_camera,
-    assign_by_rank,
-    blend_polygon,
     check_request,
-    disc,
-    draw_background,
-    draw_clutter,
-    draw_occluder,
-    ellipse,
-    encode_jpeg,
-    fill,
-    hair_color,
-    mix,
-    outline,
-    random_color,
-    rank_uniforms,
     remove_stale,
     report_progress,
+    single_threaded_opencv,
+)
+from fedland.data.synth.sampling import (
+    assign_by_rank,
+    hair_color,
+    mix,
+    random_color,
+    rank_uniforms,
     sample_rng,
     scaled,
-    segment,
-    single_threaded_opencv,
     skin_color,
 )
+from fedland.data.synth.scenery import draw_background, draw_clutter, draw_occluder
 
 POSE_TAG = 2
 ANNOTATIONS_FILE = "mpii_annotations.json"
