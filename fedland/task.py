@@ -43,15 +43,20 @@ def build_data(config: ExperimentConfig, progress: bool = False) -> TaskData:
     """Train (augmented) and evaluation datasets of the configured task."""
     data = config.data
     train_records, _, meta = load_split(data, data.train_split, progress)
-    eval_records, _, _ = load_split(data, eval_split(data), progress)
-    codec = heatmap_codec(config)
-    size, seed = config.model.input_size, config.train.seed
     return TaskData(
         meta=meta,
-        train=training_dataset(config, train_records, meta, seed),
-        evaluation=LandmarkDataset(eval_records, meta, size, codec, None, seed),
-        codec=codec,
+        train=training_dataset(config, train_records, meta, config.train.seed),
+        evaluation=evaluation_dataset(config, meta, progress),
+        codec=heatmap_codec(config),
     )
+
+
+def evaluation_dataset(
+    config: ExperimentConfig, meta: DatasetMeta, progress: bool = False
+) -> LandmarkDataset:
+    """The evaluation split, unaugmented: what centralized training and the server score."""
+    records, _, _ = load_split(config.data, eval_split(config.data), progress)
+    return LandmarkDataset(records, meta, config.model.input_size, heatmap_codec(config))
 
 
 def training_dataset(

@@ -21,9 +21,8 @@ from fedland.config import (
     load_config_dict,
     validate,
 )
-from fedland.data.dataset import LandmarkDataset
 from fedland.data.meta import DatasetMeta
-from fedland.data.sources import eval_split, load_split
+from fedland.data.sources import load_split
 from fedland.evaluation import primary_metric
 from fedland.federation.client_data import partitions
 from fedland.federation.downlink import Broadcaster
@@ -34,7 +33,7 @@ from fedland.federation.weights import float_state, from_record, load_float_stat
 from fedland.model import DUNet
 from fedland.model.checkpoint import load_checkpoint, save_checkpoint
 from fedland.server.strategy import QuantizedFedAvg
-from fedland.task import evaluate_model, flip_test_enabled, heatmap_codec, task_model
+from fedland.task import evaluate_model, evaluation_dataset, flip_test_enabled, task_model
 from fedland.train import resolve_device
 
 
@@ -115,9 +114,8 @@ class RoundEvaluator:
         writer: RunWriter,
         done: int,
     ) -> None:
-        records, _, _ = load_split(config.data, eval_split(config.data))
-        self.codec = heatmap_codec(config)
-        self.dataset = LandmarkDataset(records, meta, config.model.input_size, self.codec)
+        self.dataset = evaluation_dataset(config, meta)
+        self.codec = self.dataset.codec
         self.flip = flip_test_enabled(config, meta)
         self.device = resolve_device(config.train.device)
         self.config, self.model, self.strategy, self.writer = config, model, strategy, writer

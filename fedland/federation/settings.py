@@ -1,13 +1,13 @@
 """Settings of a federated run as the Flower apps receive them.
 
-The server reads the experiment from Flower's run config and sends the resolved experiment
-to every client inside each train message, so a client needs no config file of its own: only
-its node config (which partition, where its data lives, its device).
+The server reads the experiment from Flower's run config and sends a node the part it needs
+(`client_view`) with every full model, so a node needs no config file of its own: only its
+node config (which partition, where its data lives, its device).
 
 Precedence, lowest first: the YAML (`config`, empty for the quickstart), then `set` (overrides
 as in `--set`), then `num-server-rounds` and `out` where the user gave them. Their defaults in
-pyproject.toml (0 and empty) mean "as the experiment says", so a default never overrides the
-YAML or `set`.
+the app project (`simulations/app/pyproject.toml`: 0 and empty) mean "as the experiment
+says", so a default never overrides the YAML or `set`.
 """
 
 from __future__ import annotations
