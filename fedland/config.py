@@ -63,6 +63,15 @@ BIT_SPEC = Allowed(lambda value: _parses(BitSpec.parse, value), "a bit spec such
 PARTITION_SCHEMES = ("iid", "dirichlet", "pathological", "natural", "quantity")
 
 
+def first_broken(rules: tuple[Allowed, ...], value: Any) -> Allowed | None:
+    """The first rule that `value` (each item of a list; None always passes) breaks."""
+    values = value if isinstance(value, list) else [value]
+    for rule in rules:
+        if any(one is not None and not rule.test(one) for one in values):
+            return rule
+    return None
+
+
 def _parses(parse: Callable[[Any], Any], value: Any) -> bool:
     try:
         parse(value)
@@ -229,11 +238,9 @@ def _check_fields(section: Any, prefix: str) -> None:
         if dataclasses.is_dataclass(value):
             _check_fields(value, f"{key}.")
             continue
-        values = value if isinstance(value, list) else [value]
-        for rule in item.metadata.get("allowed", ()):
-            for one in values:
-                if one is not None and not rule.test(one):
-                    raise ConfigError(f"{key}: must be {rule.says}, got {value!r}", key)
+        broken = first_broken(item.metadata.get("allowed", ()), value)
+        if broken is not None:
+            raise ConfigError(f"{key}: must be {broken.says}, got {value!r}", key)
 
 
 def load_config(

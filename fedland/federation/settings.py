@@ -30,6 +30,7 @@ from fedland.config import (
     ConfigError,
     ExperimentConfig,
     at_least,
+    first_broken,
     load_config,
     load_config_dict,
     one_of,
@@ -167,9 +168,9 @@ class NodeSettings:
             except ValueError:
                 message = f"node config {key}: expected {kind.__name__}, got {value!r}"
                 raise ValueError(message) from None
-            for rule in allowed:
-                if not rule.test(value):
-                    raise ValueError(f"node config {key}: must be {rule.says}, got {value!r}")
+            broken = first_broken(allowed, value)
+            if broken is not None:
+                raise ValueError(f"node config {key}: must be {broken.says}, got {value!r}")
             return value
 
         return cls(
