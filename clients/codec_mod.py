@@ -10,9 +10,6 @@ simulation and deployment alike).
 
 from __future__ import annotations
 
-import zlib
-
-import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType
 from flwr.clientapp.typing import ClientAppCallable
 
@@ -20,11 +17,13 @@ from fedland.codec import encode_update, encode_with_feedback
 from fedland.federation.downlink import BroadcastError, rebuild
 from fedland.federation.settings import (
     BASE_ROUND,
+    DOWNLINK_SEED,
     EXPERIMENT,
     FEDLAND_VERSION,
     KIND,
     SERVER_ROUND,
     UPLINK_BITS,
+    UPLINK_SEED,
     NodeSettings,
     check_version,
     experiment_from_text,
@@ -45,7 +44,12 @@ def codec_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> M
     server_round = int(config[SERVER_ROUND])
     held, held_round = _held(context)
     model = rebuild(
-        msg.content["arrays"], str(config[KIND]), int(config[BASE_ROUND]), held, held_round
+        msg.content["arrays"],
+        str(config[KIND]),
+        int(config[BASE_ROUND]),
+        held,
+        held_round,
+        int(config[DOWNLINK_SEED]),
     )
     text = _experiment_text(config, context)
     context.state[HELD] = to_record(model)
@@ -61,15 +65,13 @@ def codec_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> M
     node = NodeSettings.from_node_config(dict(context.node_config))
     bits = node.uplink_bits or int(config[UPLINK_BITS])
     codec = uplink_codec(experiment, bits)
-    generator = torch.Generator().manual_seed(
-        zlib.crc32(f"{experiment.train.seed}/{server_round}/{node.partition_id}".encode())
-    )
+    seed = int(config[UPLINK_SEED])
     if experiment.codec.error_feedback:
         residual = from_record(context.state[RESIDUAL]) if RESIDUAL in context.state else None
-        record, residual = encode_with_feedback(delta, residual, codec, generator)
+        record, residual = encode_with_feedback(delta, residual, codec, seed)
         context.state[RESIDUAL] = to_record(residual)
     else:
-        record = encode_update(delta, codec, generator)
+        record = encode_update(delta, codec, seed)
     reply.content["arrays"] = record
     reply.content["metrics"][UPLINK_BITS] = bits
     return reply

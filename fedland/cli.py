@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from fedland.commands import data, deploy, federated, model, training
+from fedland.commands import codec, data, deploy, federated, model, training
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -36,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     training.add_parsers(commands)
     federated.add_parsers(commands)
     deploy.add_parsers(commands)
+    codec.add_parsers(commands)
     return parser
 
 

@@ -28,7 +28,7 @@ from fedland.federation.client_data import partitions
 from fedland.federation.downlink import Broadcaster
 from fedland.federation.ledger import RoundLedger, RunWriter, read_rows
 from fedland.federation.partition import format_partition_table, partition_statistics
-from fedland.federation.settings import downlink_codec
+from fedland.federation.settings import downlink_codec, resync_codec
 from fedland.federation.weights import float_state, from_record, load_float_state, to_record
 from fedland.model import DUNet
 from fedland.model.checkpoint import load_checkpoint, save_checkpoint
@@ -51,7 +51,13 @@ def run_federation(grid: Grid, config: ExperimentConfig, run_id: int | None = No
 
     torch.manual_seed(config.train.seed)
     model = task_model(config, meta)
-    broadcaster = Broadcaster(float_state(model), downlink_codec(config), config.train.seed)
+    broadcaster = Broadcaster(
+        float_state(model),
+        downlink_codec(config),
+        config.train.seed,
+        full=resync_codec(config),
+        history=config.codec.downlink_history,
+    )
     federation = config.federation
     strategy = QuantizedFedAvg(
         broadcaster,
@@ -142,6 +148,7 @@ class RoundEvaluator:
             self.model,
             round=server_round,
             broadcast=self.strategy.broadcaster.model,
+            downlink=self.strategy.broadcaster.state(),
             config=self.config.to_dict(),
             elapsed=now - self.writer.started,
         )
@@ -187,7 +194,7 @@ def _resume(
     """Restore the global model, the broadcast and the rows up to the checkpointed round."""
     done = int(payload["round"])
     model.load_state_dict(payload["model"])
-    broadcaster.restore(float_state(model), payload["broadcast"], done)
+    broadcaster.restore(float_state(model), payload["broadcast"], done, payload.get("downlink"))
     rows = [row for row in read_rows(out / "metrics.jsonl") if row["round"] <= done]
     (out / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     writer.resume(rows, payload.get("elapsed", 0.0))

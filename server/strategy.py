@@ -26,14 +26,17 @@ from fedland.federation.downlink import FULL, Broadcaster
 from fedland.federation.ledger import RoundLedger
 from fedland.federation.settings import (
     BASE_ROUND,
+    DOWNLINK_SEED,
     EXPERIMENT,
     FEDLAND_VERSION,
     KIND,
     UPLINK_BITS,
+    UPLINK_SEED,
     client_view,
     uplink_codec,
 )
 from fedland.federation.weights import Weights, shapes, to_record
+from fedland.seeds import derive_seed
 
 log = logging.getLogger("flwr")  # shown with Flower's own log, streamed by `flwr run`
 
@@ -75,6 +78,8 @@ class QuantizedFedAvg(FedAvg):
             settings[KIND] = payload.kind
             settings[BASE_ROUND] = payload.base_round
             settings[UPLINK_BITS] = self.uplink_bits
+            settings[DOWNLINK_SEED] = payload.seed
+            settings[UPLINK_SEED] = self._uplink_seed(server_round, node)
             content = RecordDict({"arrays": payload.arrays, "config": settings})
             messages.append(Message(content, dst_node_id=node, message_type=MessageType.TRAIN))
             self.ledger.downlink_bytes += payload_bytes(payload.arrays)
@@ -88,12 +93,14 @@ class QuantizedFedAvg(FedAvg):
         ledger = self.ledger
         accepted: list[tuple[Weights, float, MetricRecord]] = []
         replied: set[int] = set()
+        failed: set[int] = set()
         received = 0
         for reply in replies:
             received += 1
             node = reply.metadata.src_node_id
             if reply.has_error():
                 ledger.failed += 1
+                failed.add(node)
                 log.warning(
                     "node %d failed in round %d: %s", node, server_round, reply.error.reason
                 )
@@ -104,7 +111,7 @@ class QuantizedFedAvg(FedAvg):
             )
             ledger.fp32_uplink_bytes += self._fp32_update
             try:
-                delta, weight, metrics = self._validate(reply)
+                delta, weight, metrics = self._validate(reply, server_round)
             except (UpdateRejected, CodecError) as error:
                 ledger.rejected += 1
                 reason = f"node {node}: {error}"
@@ -114,7 +121,7 @@ class QuantizedFedAvg(FedAvg):
             accepted.append((delta, weight, metrics))
         ledger.failed += ledger.sent - received  # no reply before the round's timeout
         ledger.accepted = len(accepted)
-        self.broadcaster.confirm(replied)
+        self.broadcaster.confirm(replied, failed)
         if not accepted:
             log.warning("round %d: no usable update; the global model is unchanged", server_round)
             return None, None
@@ -130,7 +137,10 @@ class QuantizedFedAvg(FedAvg):
         metrics = MetricRecord({"loss": ledger.loss, "num-examples": int(total)})
         return to_record(self.broadcaster.exact), metrics
 
-    def _validate(self, reply: Message) -> tuple[Weights, float, MetricRecord]:
+    def _uplink_seed(self, server_round: int, node: int) -> int:
+        return derive_seed(self.experiment.train.seed, "uplink", server_round, node)
+
+    def _validate(self, reply: Message, server_round: int) -> tuple[Weights, float, MetricRecord]:
         content = reply.content
         if len(content.array_records) != 1 or len(content.metric_records) != 1:
             raise UpdateRejected(
@@ -153,5 +163,7 @@ class QuantizedFedAvg(FedAvg):
                 f"sent a {bits}-bit update; this run uses {self.uplink_bits} bits "
                 "(set codec.node_uplink_bits to let nodes choose)"
             )
-        delta = decode_update(arrays, self._expected, config=uplink_codec(self.experiment, bits))
+        codec = uplink_codec(self.experiment, bits)
+        seed = self._uplink_seed(server_round, reply.metadata.src_node_id)
+        delta = decode_update(arrays, self._expected, config=codec, seed=seed)
         return delta, float(weight), metrics

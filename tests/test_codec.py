@@ -25,7 +25,8 @@ from fedland.federation.weights import float_state, from_record, to_record
 from fedland.model import DUNetConfig, build_model
 from fedland.quant import max_level, pack_bits, quantize_blockwise
 
-BITS = [32, 16, 8, 4, 2, 1]
+BITS = [32, 16, 8, 4, 3, 2, 1]
+U = "uniform"  # the blockwise grid: most format tests use it, its layout is simplest
 SMALL_DUNET = DUNetConfig(
     num_unets=2, order=1, num_landmarks=68, width=64, growth=16, neck=4, input_size=128
 )
@@ -84,7 +85,7 @@ def test_every_tensor_becomes_one_array_with_the_original_dtype_and_shape(bits):
     assert list(record) == list(tensors)
     for name, value in tensors.items():
         array = record[name]
-        assert array.stype.startswith(STYPE_PREFIX) and STYPE_PREFIX == "fedland.codec/2"
+        assert array.stype.startswith(STYPE_PREFIX) and STYPE_PREFIX == "fedland.codec/3"
         assert array.dtype == str(value.numpy().dtype)
         assert array.shape == tuple(value.shape)
     decoded = decode_update(record, spec(tensors), bits)
@@ -107,12 +108,12 @@ def test_32_bits_is_exact_and_16_bits_within_float16_precision():
 
 
 @pytest.mark.parametrize("stochastic", [False, True])
-@pytest.mark.parametrize("bits", [8, 4, 2, 1])
+@pytest.mark.parametrize("bits", [8, 4, 3, 2, 1])
 def test_quantized_error_is_within_the_block_scale_bound(bits, stochastic):
     tensors = update()
     block = 256
-    config = CodecConfig(bits=bits, block_size=block, stochastic=stochastic)
-    decoded = decode_update(encode_update(tensors, config), bits=bits)
+    config = CodecConfig(bits=bits, method=U, block_size=block, stochastic=stochastic)
+    decoded = decode_update(encode_update(tensors, config, seed=3), bits=bits, seed=3)
     for name in ["conv.weight", "conv2.weight"]:
         value = tensors[name].reshape(-1)
         error = (decoded[name].reshape(-1) - value).abs()
@@ -144,26 +145,27 @@ def test_integer_tensors_round_trip_exactly(bits):
     for name, value in tensors.items():
         assert decoded[name].dtype == value.dtype
         assert torch.equal(decoded[name], value)
-    assert all(array.stype == "fedland.codec/2;raw" for array in record.values())
+    assert all(array.stype == "fedland.codec/3;method=raw" for array in record.values())
     assert record["count"].data == struct.pack("<q", 2**62 + 7)
 
 
 def test_wire_layout_is_bfloat16_scales_then_packed_codes_with_no_header():
     value = torch.randn(40, 50)
-    record = encode_update({"w": value}, CodecConfig(bits=4, block_size=300, stochastic=False))
+    record = encode_update({"w": value}, CodecConfig(bits=4, method=U, block_size=300))
     codes, scales = quantize_blockwise(value, 4, 300)
     expected = scales.view(torch.int16).numpy().astype("<i2").tobytes()
     expected += pack_bits(codes, 4).numpy().tobytes()
     assert record["w"].data == expected
-    assert record["w"].stype == "fedland.codec/2;bits=4;block=300;rounding=nearest"
-    stochastic = encode_update({"w": value}, CodecConfig(bits=4, block_size=300))
-    assert stochastic["w"].stype == "fedland.codec/2;bits=4;block=300;rounding=stochastic"
+    assert record["w"].stype == "fedland.codec/3;method=uniform;bits=4;block=300;rounding=nearest"
+    config = CodecConfig(bits=4, method=U, block_size=300, stochastic=True)
+    stochastic = encode_update({"w": value}, config)
+    assert stochastic["w"].stype.endswith(";bits=4;block=300;rounding=stochastic")
     raw = encode_update({"v": torch.tensor([1.5, -2.0])}, CodecConfig(bits=4))
     assert raw["v"].data == struct.pack("<2e", 1.5, -2.0)
-    assert raw["v"].stype == "fedland.codec/2;bits=16"
+    assert raw["v"].stype == "fedland.codec/3;method=float;bits=16"
     full = encode_update({"v": torch.tensor([1.5, -2.0])}, CodecConfig(bits=4, float_bits=32))
     assert full["v"].data == struct.pack("<2f", 1.5, -2.0)
-    assert full["v"].stype == "fedland.codec/2;bits=32"
+    assert full["v"].stype == "fedland.codec/3;method=float;bits=32"
 
 
 def test_float64_and_float16_inputs_decode_to_float32():
@@ -175,13 +177,13 @@ def test_float64_and_float16_inputs_decode_to_float32():
     assert torch.equal(decoded["h"], tensors["h"].float())
 
 
-def test_a_generator_makes_stochastic_encoding_reproducible():
+def test_the_seed_makes_stochastic_encoding_reproducible():
     tensors = update()
-    config = CodecConfig(bits=2)
-    first = encode_update(tensors, config, torch.Generator().manual_seed(5))
-    second = encode_update(tensors, config, torch.Generator().manual_seed(5))
+    config = CodecConfig(bits=2, method=U, stochastic=True)
+    first = encode_update(tensors, config, seed=5)
+    second = encode_update(tensors, config, seed=5)
     assert all(first[name].data == second[name].data for name in tensors)
-    other = encode_update(tensors, config, torch.Generator().manual_seed(6))
+    other = encode_update(tensors, config, seed=6)
     for name in ("conv.weight", "conv2.weight"):  # the stochastically rounded tensors
         assert other[name].data != first[name].data, name
 
@@ -198,31 +200,30 @@ def test_reconstruction_equals_what_the_receiver_decodes():
 
 def test_float_bits_8_quantizes_the_other_float_tensors_to_8_bits_with_nearest_rounding():
     tensors = update()
-    config = CodecConfig(bits=4, float_bits=8)  # stochastic rounding for the large tensors
-    record, reconstructed = encode_and_reconstruct(
-        tensors, config, torch.Generator().manual_seed(0)
-    )
-    assert record["conv.weight"].stype == "fedland.codec/2;bits=4;block=256;rounding=stochastic"
+    config = CodecConfig(bits=4, method=U, stochastic=True, float_bits=8)
+    record, reconstructed = encode_and_reconstruct(tensors, config, seed=0)
+    grid = "fedland.codec/3;method=uniform"
+    assert record["conv.weight"].stype == f"{grid};bits=4;block=256;rounding=stochastic"
     small = ["norm.weight", "small.weight"]
     for name in small:
-        assert record[name].stype == "fedland.codec/2;bits=8;block=256;rounding=nearest"
-    assert record["index"].stype == "fedland.codec/2;raw"
+        assert record[name].stype == f"{grid};bits=8;block=256;rounding=nearest"
+    assert record["index"].stype == "fedland.codec/3;method=raw"
     decoded = decode_update(record, spec(tensors), bits=4)
     for name in small:
         assert torch.equal(decoded[name], reconstructed[name])
         value = tensors[name].reshape(-1)
         step = float(value.abs().max()) * (1 + 2**-7) / max_level(8)  # one block each
         assert float((decoded[name].reshape(-1) - value).abs().max()) <= step / 2 * (1 + 1e-5)
-    again = encode_update(tensors, config, torch.Generator().manual_seed(1))
+    again = encode_update(tensors, config, seed=1)
     assert all(again[name].data == record[name].data for name in small)  # deterministic
     assert again["conv.weight"].data != record["conv.weight"].data
-    eight = encode_update(tensors, CodecConfig(bits=8, float_bits=8))
-    assert eight["conv.weight"].stype == "fedland.codec/2;bits=8;block=256;rounding=stochastic"
-    assert eight["norm.weight"].stype == "fedland.codec/2;bits=8;block=256;rounding=nearest"
+    eight = encode_update(tensors, CodecConfig(bits=8, method=U, stochastic=True, float_bits=8))
+    assert eight["conv.weight"].stype == f"{grid};bits=8;block=256;rounding=stochastic"
+    assert eight["norm.weight"].stype == f"{grid};bits=8;block=256;rounding=nearest"
     decode_update(eight, spec(tensors), bits=8)
     for bits in [32, 16]:  # every float tensor at that width
         wide = encode_update(tensors, CodecConfig(bits=bits, float_bits=8))
-        assert wide["norm.weight"].stype == f"fedland.codec/2;bits={bits}"
+        assert wide["norm.weight"].stype == f"fedland.codec/3;method=float;bits={bits}"
 
 
 # -- the stype -----------------------------------------------------------------------------
@@ -231,16 +232,36 @@ def test_float_bits_8_quantizes_the_other_float_tensors_to_8_bits_with_nearest_r
 @pytest.mark.parametrize(
     ("stype", "expected"),
     [
-        ("fedland.codec/2;raw", Encoding(None)),
-        ("fedland.codec/2;bits=32", Encoding(32)),
-        ("fedland.codec/2;bits=16", Encoding(16)),
-        ("fedland.codec/2;bits=8;block=4096;rounding=nearest", Encoding(8, 4096, False)),
-        ("fedland.codec/2;bits=4;block=256;rounding=stochastic", Encoding(4, 256, True)),
-        ("fedland.codec/2;bits=2;block=1;rounding=nearest", Encoding(2, 1, False)),
-        ("fedland.codec/2;bits=1;block=65535;rounding=stochastic", Encoding(1, 65535, True)),
+        ("fedland.codec/3;method=raw", Encoding("raw")),
+        ("fedland.codec/3;method=float;bits=32", Encoding("float", 32)),
+        ("fedland.codec/3;method=float;bits=16", Encoding("float", 16)),
+        (
+            "fedland.codec/3;method=uniform;bits=8;block=4096;rounding=nearest",
+            Encoding(U, 8, 4096, False),
+        ),
+        (
+            "fedland.codec/3;method=uniform;bits=4;block=256;rounding=stochastic",
+            Encoding(U, 4, 256, True),
+        ),
+        (
+            "fedland.codec/3;method=uniform;bits=1;block=65535;rounding=stochastic",
+            Encoding(U, 1, 65535, True),
+        ),
+        ("fedland.codec/3;method=lloyd;bits=3;block=1", Encoding("lloyd", 3, 1)),
+        (
+            "fedland.codec/3;method=eden;bits=2;block=512;scale=unbiased",
+            Encoding("eden", 2, 512, True),
+        ),
+        ("fedland.codec/3;method=eden;bits=1;block=256;scale=ls", Encoding("eden", 1, 256)),
+        ("fedland.codec/3;method=qsgd;bits=4;block=512", Encoding("qsgd", 4, 512)),
+        ("fedland.codec/3;method=sign;bits=1", Encoding("sign", 1)),
+        ("fedland.codec/3;method=topk;bits=2", Encoding("topk", 2)),
+        ("fedland.codec/3;method=nf4;bits=4;block=64", Encoding("nf4", 4, 64)),
+        ("fedland.codec/3;method=fp4;bits=4;block=64", Encoding("fp4", 4, 64)),
+        ("fedland.codec/3;method=blockwise8;bits=8;block=4096", Encoding("blockwise8", 8, 4096)),
     ],
 )
-def test_every_kind_of_stype_round_trips(stype, expected):
+def test_every_kind_of_stype_round_trips(stype, expected):  # fmt: skip
     encoding = parse_stype(stype)
     assert encoding == expected
     assert encoding.stype == stype
@@ -248,37 +269,40 @@ def test_every_kind_of_stype_round_trips(stype, expected):
 
 
 def test_encoder_states_each_kind_in_the_stype():
-    record = encode_update(update(), CodecConfig(bits=2, block_size=100, stochastic=False))
+    record = encode_update(update(), CodecConfig(bits=2, block_size=100))
     assert {name: array.stype for name, array in record.items()} == {
-        "conv.weight": "fedland.codec/2;bits=2;block=100;rounding=nearest",
-        "conv2.weight": "fedland.codec/2;bits=2;block=100;rounding=nearest",
-        "norm.weight": "fedland.codec/2;bits=16",
-        "small.weight": "fedland.codec/2;bits=16",
-        "norm.num_batches_tracked": "fedland.codec/2;raw",
-        "index": "fedland.codec/2;raw",
+        "conv.weight": "fedland.codec/3;method=lloyd;bits=2;block=100",
+        "conv2.weight": "fedland.codec/3;method=lloyd;bits=2;block=100",
+        "norm.weight": "fedland.codec/3;method=float;bits=16",
+        "small.weight": "fedland.codec/3;method=float;bits=16",
+        "norm.num_batches_tracked": "fedland.codec/3;method=raw",
+        "index": "fedland.codec/3;method=raw",
     }
     for array in record.values():
         assert parse_stype(array.stype).stype == array.stype
 
 
-Q = "{};bits=4;block=256;rounding=nearest"  # a valid stype of conv.weight in `valid()`
+Q = "{};method=uniform;bits=4;block=256;rounding=nearest"  # conv.weight's stype in `valid()`
+KEYS = "takes the keys"
 HOSTILE_STYPES = {
-    "previous version": ("conv.weight", "fedland.codec/1", "version"),
-    "future version": ("conv.weight", Q.replace("{}", "fedland.codec/3"), "version"),
-    "foreign": ("conv.weight", "numpy.ndarray", "not 'fedland.codec/2'"),
-    "prefix case": ("conv.weight", Q.replace("{}", "Fedland.codec/2"), "not"),
-    "prefix only": ("conv.weight", "{}", "lacks bits"),
+    "previous version": ("conv.weight", "fedland.codec/2;bits=4", "version"),
+    "future version": ("conv.weight", Q.replace("{}", "fedland.codec/4"), "version"),
+    "foreign": ("conv.weight", "numpy.ndarray", "not 'fedland.codec/3'"),
+    "prefix case": ("conv.weight", Q.replace("{}", "Fedland.codec/3"), "not"),
+    "prefix only": ("conv.weight", "{}", "lacks method"),
     "empty field": ("conv.weight", "{};", "not key=value"),
     "trailing separator": ("conv.weight", Q + ";", "not key=value"),
-    "space": ("conv.weight", "{}; bits=4;block=256;rounding=nearest", "unknown key"),
-    "unknown key": ("conv.weight", Q + ";scale=bf16", "unknown key 'scale'"),
+    "space": ("conv.weight", Q.replace(";method", "; method"), "lacks method"),
+    "unknown key": ("conv.weight", Q + ";scale=bf16", KEYS),
     "repeated key": ("conv.weight", Q + ";bits=4", "repeated"),
-    "missing bits": ("conv.weight", "{};block=256;rounding=nearest", "lacks bits"),
-    "missing block": ("conv.weight", "{};bits=4;rounding=nearest", "lacks block"),
-    "missing rounding": ("conv.weight", "{};bits=4;block=256", "lacks rounding"),
-    "wrong order": ("conv.weight", "{};bits=4;rounding=nearest;block=256", "order"),
-    "raw and bits": ("conv.weight", "{};raw;bits=4", "not key=value"),
-    "raw with a value": ("index", "{};raw=1", "unknown key 'raw'"),
+    "unknown method": ("conv.weight", "{};method=zip;bits=4", "method 'zip'"),
+    "missing bits": ("conv.weight", "{};method=uniform;block=256;rounding=nearest", KEYS),
+    "missing block": ("conv.weight", "{};method=uniform;bits=4;rounding=nearest", KEYS),
+    "missing rounding": ("conv.weight", "{};method=uniform;bits=4;block=256", KEYS),
+    "wrong order": ("conv.weight", "{};method=uniform;bits=4;rounding=nearest;block=256", KEYS),
+    "method last": ("conv.weight", "{};bits=4;block=256;rounding=nearest;method=uniform", KEYS),
+    "raw and bits": ("conv.weight", "{};method=raw;bits=4", KEYS),
+    "raw with a value": ("index", "{};method=raw;raw=1", KEYS),
     "non-integer bits": ("conv.weight", Q.replace("bits=4", "bits=four"), "bits='four'"),
     "float bits": ("conv.weight", Q.replace("bits=4", "bits=4.0"), "bits='4.0'"),
     "signed bits": ("conv.weight", Q.replace("bits=4", "bits=+4"), "bits='\\+4'"),
@@ -286,21 +310,26 @@ HOSTILE_STYPES = {
     "empty bits": ("conv.weight", Q.replace("bits=4", "bits="), "bits=''"),
     "non-ASCII digit": ("conv.weight", Q.replace("bits=4", "bits=\u0664"), "bits="),
     "huge bits": ("conv.weight", Q.replace("bits=4", "bits=" + "9" * 5000), "bits="),
-    "bits not allowed": ("conv.weight", Q.replace("bits=4", "bits=3"), "bits=3"),
+    "bits not allowed": ("conv.weight", Q.replace("bits=4", "bits=5"), "bits=5"),
     "bits of zero": ("conv.weight", Q.replace("bits=4", "bits=0"), "bits='0'"),
+    "sign at 4 bits": ("conv.weight", "{};method=sign;bits=4", "bits=4 .* not one of \\(1,\\)"),
+    "qsgd at 1 bit": ("conv.weight", "{};method=qsgd;bits=1;block=256", "bits=1 .* not one"),
     "block 0": ("conv.weight", Q.replace("block=256", "block=0"), "block='0'"),
     "block above 65535": ("conv.weight", Q.replace("block=256", "block=65536"), "65535"),
     "negative block": ("conv.weight", Q.replace("block=256", "block=-1"), "block='-1'"),
     "other block": ("conv.weight", Q.replace("block=256", "block=255"), "imply"),
+    "eden odd block": ("conv.weight", "{};method=eden;bits=4;block=255;scale=ls", "power of two"),
+    "nf4 other block": ("conv.weight", "{};method=nf4;bits=4;block=256", "blocks of 64"),
     "unknown rounding": ("conv.weight", Q.replace("nearest", "Nearest"), "rounding 'Nearest'"),
+    "unknown scale": ("conv.weight", "{};method=eden;bits=4;block=256;scale=min", "scale 'min'"),
     "other bits": ("conv.weight", Q.replace("bits=4", "bits=2"), "imply"),
-    "block at 16 bits": ("norm.weight", "{};bits=16;block=256", "'block' .* not used"),
-    "rounding at 32 bits": ("norm.weight", "{};bits=32;rounding=nearest", "not used"),
-    "32 bits for float16": ("norm.weight", "{};bits=32", "imply"),
-    "64 bits": ("norm.weight", "{};bits=64", "bits=64"),
-    "raw float": ("norm.weight", "{};raw", "raw encoding for float32"),
-    "bits of integer": ("index", "{};bits=32", "integers travel raw"),
-    "quantized integer": ("index", "{};bits=8;block=256;rounding=nearest", "travel raw"),
+    "block at 16 bits": ("norm.weight", "{};method=float;bits=16;block=256", KEYS),
+    "rounding at 32 bits": ("norm.weight", "{};method=float;bits=32;rounding=nearest", KEYS),
+    "32 bits for float16": ("norm.weight", "{};method=float;bits=32", "imply"),
+    "64 bits": ("norm.weight", "{};method=float;bits=64", "bits=64"),
+    "raw float": ("norm.weight", "{};method=raw", "raw encoding for float32"),
+    "bits of integer": ("index", "{};method=float;bits=32", "integers travel raw"),
+    "quantized integer": ("index", "{};method=uniform;bits=8;block=256;rounding=nearest", "raw"),
 }
 
 
@@ -319,7 +348,7 @@ def test_v1_stype_is_an_unsupported_version():
         )
 
 
-@pytest.mark.parametrize("stype", [None, 2, b"fedland.codec/2;raw"])
+@pytest.mark.parametrize("stype", [None, 2, b"fedland.codec/3;method=raw"])
 def test_a_stype_that_is_not_a_string_is_refused(stype):
     with pytest.raises(ValueError, match="not a string"):
         parse_stype(stype)
@@ -331,7 +360,9 @@ def test_a_stype_that_is_not_a_string_is_refused(stype):
 @pytest.mark.parametrize(
     "config",
     [
-        CodecConfig(bits=bits, block_size=block, float_bits=float_bits, min_quantize_size=size)
+        CodecConfig(
+            bits=bits, method=U, block_size=block, float_bits=float_bits, min_quantize_size=size
+        )
         for bits in BITS
         for block, float_bits, size in [
             (256, 16, 1024),
@@ -374,7 +405,9 @@ def test_a_four_bit_update_has_the_size_worked_out_by_hand():
     # conv.weight: 4608 values in 18 blocks, conv2.weight: 2000 in 8; the rest as float16
     # (norm.weight 32, small.weight 144 values) or raw integers (an int64, ten int32).
     expected = (2 * 18 + 4608 // 2) + (2 * 8 + 2000 // 2) + 2 * 32 + 2 * 144 + 8 + 4 * 10
-    assert payload_bytes(encode_update(update(), CodecConfig(bits=4))) == expected == 3756
+    for method in ("uniform", "lloyd"):  # the same layout: bfloat16 scales, packed codes
+        record = encode_update(update(), CodecConfig(bits=4, method=method))
+        assert payload_bytes(record) == expected == 3756
 
 
 def test_fp32_bytes_counts_floats_at_4_bytes_and_integers_raw():
@@ -454,7 +487,7 @@ def test_small_dunet_at_1_bit_with_8_bit_floats_is_over_20_times_smaller_than_fl
 
 @pytest.mark.parametrize("float_bits", [16, 8])
 def test_error_feedback_carries_the_residual_across_rounds(float_bits):
-    config = CodecConfig(bits=1, stochastic=False, float_bits=float_bits)
+    config = CodecConfig(bits=1, float_bits=float_bits)
     residual = None
     true_sum = {name: torch.zeros_like(v) for name, v in update().items()}
     sent_sum = {name: torch.zeros_like(v) for name, v in update().items()}
@@ -473,7 +506,7 @@ def test_error_feedback_carries_the_residual_across_rounds(float_bits):
 
 
 def test_with_error_feedback_the_one_bit_running_sum_tracks_the_true_sum():
-    config = CodecConfig(bits=1, stochastic=False)
+    config = CodecConfig(bits=1)
     drift = torch.randn(32, 32, 3, 3) * 1e-3
     residual = None
     true_sum, with_feedback, without = (torch.zeros_like(drift) for _ in range(3))
@@ -496,7 +529,8 @@ def test_error_feedback_rejects_a_mismatched_residual_and_stochastic_one_bit():
     with pytest.raises(ValueError, match="extra"):
         encode_with_feedback(update(), {**residual, "extra": torch.zeros(3)}, config)
     with pytest.raises(ValueError, match="stochastic=False"):
-        encode_with_feedback(update(), None, CodecConfig(bits=1))
+        encode_with_feedback(update(), None, CodecConfig(bits=1, method=U, stochastic=True))
+    encode_with_feedback(update(), None, CodecConfig(bits=1, method="eden", stochastic=True))
 
 
 # -- validation ----------------------------------------------------------------------------
@@ -505,8 +539,9 @@ def test_error_feedback_rejects_a_mismatched_residual_and_stochastic_one_bit():
 @pytest.mark.parametrize(
     ("setting", "value"),
     [
-        ("bits", 3),
+        ("bits", 5),
         ("bits", 64),
+        ("method", "zip"),
         ("block_size", 0),
         ("block_size", 65536),
         ("float_bits", 4),
@@ -520,6 +555,21 @@ def test_invalid_settings_name_the_setting(setting, value):
         CodecConfig(**{"bits": 4, setting: value})
 
 
+@pytest.mark.parametrize(
+    ("settings", "reason"),
+    [
+        ({"method": "sign", "bits": 4}, "sign encodes at \\(1,\\) bits, not 4"),
+        ({"method": "qsgd", "bits": 1}, "qsgd encodes at \\(2, 3, 4, 8\\) bits, not 1"),
+        ({"method": "nf4", "bits": 2}, "nf4 encodes at \\(4,\\) bits"),
+        ({"method": "eden", "bits": 2, "block_size": 300}, "power of two, got 300"),
+    ],
+)
+def test_a_method_refuses_widths_and_blocks_it_does_not_define(settings, reason):
+    with pytest.raises(ValueError, match=reason):
+        CodecConfig(**settings)
+    CodecConfig(**{**settings, "bits": 16})  # float widths are every method's
+
+
 def test_unsupported_input_is_refused_when_encoding():
     with pytest.raises(ValueError, match="'mask': dtype torch.bool"):
         encode_update({"mask": torch.ones(3, dtype=torch.bool)}, CodecConfig(bits=8))
@@ -531,7 +581,7 @@ def test_unsupported_input_is_refused_when_encoding():
 
 
 def valid() -> ArrayRecord:
-    return encode_update(update(), CodecConfig(bits=4))
+    return encode_update(update(), CodecConfig(bits=4, method=U))
 
 
 def with_first_scale(record: ArrayRecord, name: str, scale: float) -> ArrayRecord:
@@ -554,9 +604,9 @@ HOSTILE = {
     "truncated payload": ("conv.weight", lambda r, n: with_data(r, n, lambda d: d[:-1])),
     "padded payload": ("conv.weight", lambda r, n: with_data(r, n, lambda d: d + b"\0")),
     "truncated raw": ("index", lambda r, n: with_data(r, n, lambda d: d[:-4])),
-    "bits not allowed": ("conv.weight", lambda r, n: with_stype(r, n, "{};bits=3")),
-    "bits of raw float": ("norm.weight", lambda r, n: with_stype(r, n, "{};bits=64")),
-    "bits of integer": ("index", lambda r, n: with_stype(r, n, "{};bits=8")),
+    "bits not allowed": ("conv.weight", lambda r, n: with_stype(r, n, Q.replace("=4", "=5"))),
+    "bits of raw float": ("norm.weight", lambda r, n: with_stype(r, n, "{};method=float;bits=64")),
+    "bits of integer": ("index", lambda r, n: with_stype(r, n, "{};method=uniform;bits=8")),
     "block size 0": ("conv.weight", lambda r, n: with_stype(r, n, Q.replace("256", "0"))),
     "other block size": ("conv.weight", lambda r, n: with_stype(r, n, Q.replace("256", "255"))),
     "version 1": ("conv.weight", lambda r, n: with_stype(r, n, "fedland.codec/1")),
@@ -574,7 +624,7 @@ HOSTILE = {
 
 # What the receiver says of each, after the tensor's name.
 REASONS = {
-    "unknown stype": "serialization type 'numpy.ndarray' is not 'fedland.codec/2'",
+    "unknown stype": "serialization type 'numpy.ndarray' is not 'fedland.codec/3'",
     "unknown dtype": "dtype 'complex64' is not one of float64, float32, float16, bfloat16, "
     "int64, int32, int16, int8, uint8",
     "negative shape": "shape (-1, 4) is not a tuple of non-negative integers",
@@ -584,22 +634,24 @@ REASONS = {
     "truncated payload": "2339 bytes where stype and shape imply 2340 (truncated or padded)",
     "padded payload": "2341 bytes where stype and shape imply 2340 (truncated or padded)",
     "truncated raw": "36 bytes where stype and shape imply 40 (truncated or padded)",
-    "bits not allowed": "bits=3 in serialization type 'fedland.codec/2;bits=3' is not one of "
-    "(32, 16, 8, 4, 2, 1)",
-    "bits of raw float": "bits=64 in serialization type 'fedland.codec/2;bits=64' is not one "
-    "of (32, 16, 8, 4, 2, 1)",
-    "bits of integer": "serialization type 'fedland.codec/2;bits=8' lacks block, needed at 8 bits",
+    "bits not allowed": "bits=5 in serialization type "
+    "'fedland.codec/3;method=uniform;bits=5;block=256;rounding=nearest' is not one of "
+    "(1, 2, 3, 4, 8)",
+    "bits of raw float": "bits=64 in serialization type 'fedland.codec/3;method=float;bits=64' "
+    "is not one of (32, 16)",
+    "bits of integer": "serialization type 'fedland.codec/3;method=uniform;bits=8': method "
+    "uniform takes the keys ['method', 'bits', 'block', 'rounding'], in order",
     "block size 0": "block='0' in serialization type "
-    "'fedland.codec/2;bits=4;block=0;rounding=nearest' is not a positive decimal integer "
-    "below 10**6",
+    "'fedland.codec/3;method=uniform;bits=4;block=0;rounding=nearest' is not a positive "
+    "decimal integer below 10**6",
     "other block size": "2340 bytes where stype and shape imply 2342 (truncated or padded)",
     "version 1": "unsupported codec version in serialization type 'fedland.codec/1': this "
-    "receiver reads 'fedland.codec/2'",
+    "receiver reads 'fedland.codec/3'",
     "NaN scale": "scales that are negative or not finite",
     "infinite scale": "scales that are negative or not finite",
     "negative scale": "scales that are negative or not finite",
     "overflowing scale": "scales too large: decoded values are not finite",
-    "code out of range": "codes above 14, the largest 4-bit code",
+    "code out of range": "codes above 14, the largest this 4-bit format uses",
     "infinite raw value": "non-finite values",
 }
 
@@ -636,7 +688,7 @@ def test_a_width_other_than_the_expected_bits_is_refused():
     with pytest.raises(CodecError, match="'conv.weight'.*32 where .* 16 bits"):
         decode_update(encode_update(update(), CodecConfig(bits=32)), bits=16)
     decode_update(encode_update(update(), CodecConfig(bits=4, float_bits=32)), bits=4)
-    eight = encode_update(update(), CodecConfig(bits=1, stochastic=False, float_bits=8))
+    eight = encode_update(update(), CodecConfig(bits=1, float_bits=8))
     decode_update(eight, spec(update()), bits=1)  # BatchNorm and small tensors at 8 bits
     half = encode_update(update(), CodecConfig(bits=16))
     half["norm.weight"] = eight["norm.weight"]
@@ -649,7 +701,7 @@ def test_a_width_other_than_the_expected_bits_is_refused():
 @pytest.mark.parametrize("bits", [8, 4, 1, 16, 32])
 def test_fuzzed_bytes_decode_to_finite_tensors_or_raise_codec_error(bits):
     tensors = update()
-    record = encode_update(tensors, CodecConfig(bits=bits))
+    record = encode_update(tensors, CodecConfig(bits=bits, method=U))
     rng = random.Random(bits)
     decoded_cleanly = 0
     for _ in range(300):
@@ -680,7 +732,7 @@ def test_fuzzed_bytes_decode_to_finite_tensors_or_raise_codec_error(bits):
 @pytest.mark.parametrize("bits", BITS)
 def test_cuda_tensors_encode_to_the_same_bytes_as_cpu_tensors(bits):
     tensors = update()
-    config = CodecConfig(bits=bits, stochastic=False)
+    config = CodecConfig(bits=bits)
     on_cuda = {name: value.cuda() for name, value in tensors.items()}
     cpu, cpu_values = encode_and_reconstruct(tensors, config)
     cuda, cuda_values = encode_and_reconstruct(on_cuda, config)
@@ -690,11 +742,16 @@ def test_cuda_tensors_encode_to_the_same_bytes_as_cpu_tensors(bits):
 
 def test_a_receiver_that_knows_the_config_rejects_any_other_encoding():
     tensors = update()
-    sent = CodecConfig(bits=4, block_size=128)
+    sent = CodecConfig(bits=4, method=U, block_size=128, stochastic=True)
     record = encode_update(tensors, sent)
     decoded = decode_update(record, spec(tensors), config=sent)
     assert all(torch.equal(decoded[k], v) for k, v in decode_update(record).items())
-    for other in (CodecConfig(bits=4), CodecConfig(bits=4, block_size=128, stochastic=False)):
+    others = [
+        CodecConfig(bits=4, method=U, stochastic=True),
+        CodecConfig(bits=4, method=U, block_size=128),
+        CodecConfig(bits=4, block_size=128),
+    ]
+    for other in others:
         with pytest.raises(CodecError, match="where this run sends"):
             decode_update(record, spec(tensors), config=other)
 

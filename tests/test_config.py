@@ -67,7 +67,7 @@ def test_bad_override_is_explained():
         ("train.lr_milestones=[3, 0]", "train.lr_milestones: must be at least 1, got [3, 0]"),
         ("model.order=2", "model.order: order K must satisfy 0 <= K < L = 2"),
         ("model.bits=w3", "model.bits: must be a bit spec"),
-        ("codec.uplink_bits=3", "codec.uplink_bits: must be one of 32, 16, 8, 4, 2, 1, got 3"),
+        ("codec.uplink_bits=5", "codec.uplink_bits: must be one of 32, 16, 8, 4, 3, 2, 1, got 5"),
         ("codec.block_size=0", "codec.block_size: must be from 1 to"),
         ("data.dataset=faces", "data.dataset: must be one of mpii, lsp, 300w, wflw, coco"),
         ("data.augment.flip_probability=2", "data.augment.flip_probability: must be from 0"),

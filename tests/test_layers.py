@@ -18,7 +18,7 @@ import fedland.simulations
 
 # Lowest first; a module belongs to the first layer with a prefix that names it.
 LAYERS = {
-    "quant": ("fedland.quant", "fedland.table"),
+    "quant": ("fedland.quant", "fedland.table", "fedland.seeds"),
     "model, data, codec": (
         "fedland.model", "fedland.data", "fedland.codec", "fedland.metrics", "fedland.config",
         "fedland.visualize", "fedland.evaluation",

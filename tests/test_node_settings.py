@@ -48,7 +48,7 @@ NODE = {"partition-id": 0, "num-partitions": 2}
         ({"partition-id": 2, "num-partitions": 2}, r"partition-id 2 not in \[0, 2\)"),
         ({**NODE, "batch-size": "big"}, "node config batch-size: expected int, got 'big'"),
         ({**NODE, "batch-size": 0}, "node config batch-size: must be at least 1, got 0"),
-        ({**NODE, "uplink-bits": 3}, "node config uplink-bits: must be one of 32, 16, 8"),
+        ({**NODE, "uplink-bits": 5}, "node config uplink-bits: must be one of 32, 16, 8"),
         ({**NODE, "device": "gpu"}, "node config device: must be auto, cpu, mps, cuda"),
         ({**NODE, "dataset": "faces"}, "node config dataset: must be one of mpii"),
         ({**NODE, "memory-efficient": "maybe"}, "node config memory-efficient: expected boolean"),

@@ -6,9 +6,10 @@ the client between rounds (the codec mod keeps it in `context.state` with
 `fedland.federation.weights.to_record`).
 
 The residual stays bounded only if compression error is smaller than what is compressed.
-Stochastic 1-bit rounding sends ±max|x| per block, an error several times the update
-itself, and the residual grows without bound, so it is refused; nearest rounding (sign times
-mean magnitude) is the 1-bit compressor to pair with error feedback.
+Stochastic 1-bit rounding on the uniform grid sends ±max|x| per block, an error several
+times the update itself, and the residual grows without bound, so it is refused; the
+deterministic codecs (sign times mean magnitude at 1 bit) are the ones to pair with error
+feedback.
 """
 
 from __future__ import annotations
@@ -26,14 +27,14 @@ def encode_with_feedback(
     delta: Mapping[str, torch.Tensor],
     residual: Mapping[str, torch.Tensor] | None,
     config: CodecConfig,
-    generator: torch.Generator | None = None,
+    seed: int = 0,
 ) -> tuple[ArrayRecord, dict[str, torch.Tensor]]:
     """Encode delta + residual; the new residual is what the receiver will not see of it.
 
     `residual` (None at the first round: zeros) holds one float32 tensor per float tensor of
     `delta`; integer tensors travel as they are and have no residual.
     """
-    if config.bits == 1 and config.stochastic:
+    if config.bits == 1 and config.stochastic and config.method == "uniform":
         raise ValueError(
             "error feedback diverges with stochastic 1-bit rounding; use stochastic=False"
         )
@@ -52,5 +53,5 @@ def encode_with_feedback(
                 )
             value = value + residual[name].to(value.device)
         corrected[name] = value
-    record, decoded = encode_and_reconstruct(corrected, config, generator)
+    record, decoded = encode_and_reconstruct(corrected, config, seed)
     return record, {name: corrected[name] - decoded[name] for name in floats}

@@ -4,14 +4,13 @@ One Flower `Array` per tensor, keyed by the tensor name. Flower's own fields car
 original dtype (numpy name) and shape, and `stype` says how the bytes encode the values, so
 a receiver checks all three against its model before it reads any bytes. The stype is
 `STYPE_PREFIX` (the format version) followed by `;key=value` fields in this fixed order:
+`method`, then `bits`, then `block` for blockwise methods, then the method's variant key:
 
-- `fedland.codec/2;bits=B;block=N;rounding=R`: a float tensor quantized blockwise to B = 8,
-  4, 2 or 1 bits, N = 1..65535 values per block, R = `stochastic` or `nearest`; the data is
-  the bfloat16 scales (2 bytes per block), then the `pack_bits` codes of
-  `fedland.quant.quantize_blockwise`.
-- `fedland.codec/2;bits=16` or `fedland.codec/2;bits=32`: a float tensor as float16 or
-  float32 values.
-- `fedland.codec/2;raw`: an integer tensor, the values in the Array's own dtype.
+- `fedland.codec/3;method=raw`: an integer tensor, the values in the Array's own dtype.
+- `fedland.codec/3;method=float;bits=32` (or 16): float32 (float16) values.
+- `fedland.codec/3;method=lloyd;bits=2;block=256`: a quantized tensor, see
+  `fedland.codec.methods` for each method's layout (`uniform` adds `rounding=nearest` or
+  `stochastic`, `eden` adds `scale=ls` or `unbiased`, `sign` and `topk` have no block).
 
 Integers in the stype are plain ASCII decimals without sign or leading zeros. The data holds
 the values alone, little-endian, no header: metadata stays out of the payload, as Flower's
@@ -30,18 +29,20 @@ from dataclasses import dataclass
 import torch
 from flwr.app import ArrayRecord
 
-from fedland.quant import packed_size
+from fedland.codec.methods import METHODS, Method
 
 if sys.byteorder != "little":
     raise ImportError("fedland.codec reads and writes little-endian bytes in place")
 
-STYPE_PREFIX = "fedland.codec/2"
-ALLOWED_BITS = (32, 16, 8, 4, 2, 1)
-QUANTIZED_BITS = (8, 4, 2, 1)
+STYPE_PREFIX = "fedland.codec/3"
+ALLOWED_BITS = (32, 16, 8, 4, 3, 2, 1)
+QUANTIZED_BITS = (8, 4, 3, 2, 1)
 FLOAT_WIDTHS = (32, 16)  # float tensors sent as float values rather than quantized
 FLOAT_BITS = (32, 16, 8)  # allowed `CodecConfig.float_bits`
 MAX_BLOCK = 2**16 - 1
-ROUNDINGS = ("stochastic", "nearest")
+RAW, FLOAT = "raw", "float"
+SMALL_TENSOR_METHOD = "uniform"  # float_bits = 8: nearest rounding, deterministic
+DEFAULT_METHOD = "lloyd"
 
 DTYPES: dict[str, torch.dtype] = {
     "float64": torch.float64,
@@ -69,26 +70,45 @@ class CodecError(ValueError):
 class Encoding:
     """How one tensor's values are encoded: its stype, parsed.
 
-    bits None: raw values in the Array's own (integer) dtype. bits 16 or 32: float16 or
-    float32 values. bits 8..1: quantized blockwise, `block` values per bfloat16 scale.
+    method `raw`: integer values in the Array's own dtype; `float`: float32 or float16
+    values (bits 32 or 16); otherwise a quantizer of `fedland.codec.methods` at `bits`, with
+    `block` values per scale and its unbiased `variant` on or off.
     """
 
-    bits: int | None
+    method: str
+    bits: int | None = None
     block: int = 0
-    stochastic: bool = False
+    variant: bool = False
 
     @property
-    def quantized(self) -> bool:
-        return self.bits in QUANTIZED_BITS
+    def quantizer(self) -> Method | None:
+        return METHODS.get(self.method)
 
     @property
     def stype(self) -> str:
-        if self.bits is None:
-            return f"{STYPE_PREFIX};raw"
-        if not self.quantized:
-            return f"{STYPE_PREFIX};bits={self.bits}"
-        rounding = "stochastic" if self.stochastic else "nearest"
-        return f"{STYPE_PREFIX};bits={self.bits};block={self.block};rounding={rounding}"
+        if self.method == RAW:
+            return f"{STYPE_PREFIX};method=raw"
+        text = f"{STYPE_PREFIX};method={self.method};bits={self.bits}"
+        quantizer = self.quantizer
+        if quantizer is None:
+            return text
+        if quantizer.blockwise:
+            text += f";block={self.block}"
+        if quantizer.variant is not None:
+            key, off, on = quantizer.variant
+            text += f";{key}={on if self.variant else off}"
+        return text
+
+
+def _keys(method: str) -> list[str]:
+    """The stype's keys, in order, for a method."""
+    if method == RAW:
+        return ["method"]
+    quantizer = METHODS.get(method)
+    if quantizer is None:
+        return ["method", "bits"]
+    keys = ["method", "bits"] + (["block"] if quantizer.blockwise else [])
+    return keys + ([quantizer.variant[0]] if quantizer.variant else [])
 
 
 def parse_stype(stype: object) -> Encoding:
@@ -105,8 +125,6 @@ def parse_stype(stype: object) -> Encoding:
                 f"this receiver reads {STYPE_PREFIX!r}"
             )
         raise ValueError(f"serialization type {shown} is not {STYPE_PREFIX!r}")
-    if fields == ["raw"]:
-        return Encoding(None)
     values: dict[str, str] = {}
     for field in fields:
         key, equals, value = field.partition("=")
@@ -114,38 +132,55 @@ def parse_stype(stype: object) -> Encoding:
             raise ValueError(
                 f"field {field[:_SHOWN]!r} of serialization type {shown} is not key=value"
             )
-        if key not in ("bits", "block", "rounding"):
-            raise ValueError(f"unknown key {key[:_SHOWN]!r} in serialization type {shown}")
         if key in values:
-            raise ValueError(f"key {key!r} repeated in serialization type {shown}")
+            raise ValueError(f"key {key[:_SHOWN]!r} repeated in serialization type {shown}")
         values[key] = value
-    if "bits" not in values:
-        raise ValueError(f"serialization type {shown} lacks bits (or raw)")
-    bits = _integer("bits", values["bits"], shown)
-    if bits not in ALLOWED_BITS:
-        raise ValueError(f"bits={bits} in serialization type {shown} is not one of {ALLOWED_BITS}")
-    keys = ["bits", "block", "rounding"] if bits in QUANTIZED_BITS else ["bits"]
-    for key in keys:
-        if key not in values:
-            raise ValueError(f"serialization type {shown} lacks {key}, needed at {bits} bits")
-    for key in values:
-        if key not in keys:
-            raise ValueError(
-                f"key {key!r} in serialization type {shown} is not used at {bits} bits"
-            )
-    if list(values) != keys:
-        raise ValueError(f"serialization type {shown}: keys must come in the order {keys}")
-    if bits not in QUANTIZED_BITS:
-        return Encoding(bits)
-    block = _integer("block", values["block"], shown)
-    if block > MAX_BLOCK:
-        raise ValueError(f"block={block} in serialization type {shown} is above {MAX_BLOCK}")
-    if values["rounding"] not in ROUNDINGS:
+    method = values.get("method")
+    if method is None:
+        raise ValueError(f"serialization type {shown} lacks method")
+    known = (RAW, FLOAT, *METHODS)
+    if method not in known:
         raise ValueError(
-            f"rounding {values['rounding'][:_SHOWN]!r} in serialization type {shown} "
-            f"is not one of {ROUNDINGS}"
+            f"method {method[:_SHOWN]!r} in serialization type {shown} is not one of {known}"
         )
-    return Encoding(bits, block, values["rounding"] == "stochastic")
+    keys = _keys(method)
+    if list(values) != keys:
+        raise ValueError(
+            f"serialization type {shown}: method {method} takes the keys {keys}, in order"
+        )
+    if method == RAW:
+        return Encoding(RAW)
+    bits = _integer("bits", values["bits"], shown)
+    quantizer = METHODS.get(method)
+    widths = FLOAT_WIDTHS if quantizer is None else quantizer.widths
+    if bits not in widths:
+        raise ValueError(f"bits={bits} in serialization type {shown} is not one of {widths}")
+    if quantizer is None:
+        return Encoding(FLOAT, bits)
+    block = 0
+    if quantizer.blockwise:
+        block = _integer("block", values["block"], shown)
+        problem = _block_problem(quantizer, block)
+        if problem:
+            raise ValueError(f"serialization type {shown}: {problem}")
+    variant = False
+    if quantizer.variant is not None:
+        key, off, on = quantizer.variant
+        if values[key] not in (off, on):
+            raise ValueError(
+                f"{key} {values[key][:_SHOWN]!r} in serialization type {shown} "
+                f"is not {off!r} or {on!r}"
+            )
+        variant = values[key] == on
+    return Encoding(method, bits, block, variant)
+
+
+def _block_problem(quantizer: Method, block: int) -> str | None:
+    if block > MAX_BLOCK:
+        return f"block={block} is above {MAX_BLOCK}"
+    if quantizer.fixed_block is not None and block != quantizer.fixed_block:
+        return f"{quantizer.name} uses blocks of {quantizer.fixed_block}, got {block}"
+    return quantizer.check_block(block)
 
 
 def _integer(key: str, value: str, shown: str) -> int:
@@ -162,27 +197,43 @@ class CodecConfig:
     """How an update is encoded.
 
     bits: 32 sends float32, 16 float16, and both send every float tensor at that width.
-    bits 8/4/2/1 quantizes every float tensor with dim >= 2 and at least `min_quantize_size`
-    elements blockwise to that width (one bfloat16 scale per `block_size` values, rounding
-    stochastic or nearest as `stochastic` says) and sends the other float tensors
-    (BatchNorm vectors, small tensors) at `float_bits`: 32 or 16 as float32 or float16
-    values, 8 quantized blockwise to 8 bits with nearest rounding (deterministic error on
-    BatchNorm statistics; error feedback carries it to the next round). So a tensor's width
-    is `bits` at 32 or 16 bits and for the large tensors, `float_bits` for the others.
-    Integer tensors always travel raw.
+    bits 8/4/3/2/1 quantizes every float tensor with dim >= 2 and at least
+    `min_quantize_size` elements with `method` (see `fedland.codec.methods`; `block_size`
+    values per scale unless the method fixes its block; `stochastic` turns on the method's
+    unbiased variant where it has one: stochastic rounding for `uniform`, the unbiased scale
+    for `eden`) and sends the other float tensors (BatchNorm vectors, small tensors) at
+    `float_bits`: 32 or 16 as float values, 8 on the uniform 8-bit grid with nearest rounding
+    (error feedback carries its error to the next round). Integer tensors always travel raw.
     """
 
     bits: int
+    method: str = DEFAULT_METHOD
     block_size: int = 256
-    stochastic: bool = True
+    stochastic: bool = False
     float_bits: int = 16
     min_quantize_size: int = 1024
 
     def __post_init__(self) -> None:
         if self.bits not in ALLOWED_BITS:
             raise ValueError(f"bits must be one of {ALLOWED_BITS}, got {self.bits!r}")
+        quantizer = METHODS.get(self.method)
+        if quantizer is None:
+            raise ValueError(f"method must be one of {tuple(METHODS)}, got {self.method!r}")
+        if self.bits in QUANTIZED_BITS and self.bits not in quantizer.widths:
+            raise ValueError(
+                f"method {self.method} encodes at {quantizer.widths} bits, not {self.bits}"
+            )
         if not 1 <= self.block_size <= MAX_BLOCK:
             raise ValueError(f"block_size must be from 1 to {MAX_BLOCK}, got {self.block_size!r}")
+        quantized = self.bits in QUANTIZED_BITS
+        problem = quantizer.check_block(self.block_size) if quantized else None
+        if problem and quantizer.fixed_block is None:
+            raise ValueError(f"block_size: {problem}")
+        if quantized and self.stochastic and quantizer.variant is None:
+            raise ValueError(
+                f"stochastic: {self.method} has no unbiased variant (uniform: stochastic "
+                "rounding, eden: the unbiased scale; qsgd is always stochastic)"
+            )
         if self.float_bits not in FLOAT_BITS:
             raise ValueError(f"float_bits must be one of {FLOAT_BITS}, got {self.float_bits!r}")
         if self.min_quantize_size < 0:
@@ -195,17 +246,19 @@ class CodecConfig:
     def encoding(self, shape: Shape, dtype: torch.dtype) -> Encoding:
         """How a tensor of this shape and dtype is encoded."""
         if not dtype.is_floating_point:
-            return Encoding(None)
+            return Encoding(RAW)
         if self.bits in FLOAT_WIDTHS:
-            return Encoding(self.bits)
+            return Encoding(FLOAT, self.bits)
         if len(shape) >= 2 and math.prod(shape) >= self.min_quantize_size:
-            return Encoding(self.bits, self.block_size, self.stochastic)
+            quantizer = METHODS[self.method]
+            block = quantizer.fixed_block or (self.block_size if quantizer.blockwise else 0)
+            return Encoding(self.method, self.bits, block, self.stochastic)
         if self.float_bits in QUANTIZED_BITS:
-            return Encoding(self.float_bits, self.block_size, stochastic=False)
-        return Encoding(self.float_bits)
+            return Encoding(SMALL_TENSOR_METHOD, self.float_bits, self.block_size)
+        return Encoding(FLOAT, self.float_bits)
 
     def width(self, shape: Shape, dtype: torch.dtype) -> int:
-        """Bits per value of a tensor of this shape and dtype (before block scales)."""
+        """Bits per value of a tensor of this shape and dtype (before scales)."""
         bits = self.encoding(shape, dtype).bits
         return 8 * dtype.itemsize if bits is None else bits
 
@@ -218,13 +271,14 @@ def dtype_name(name: str, dtype: torch.dtype) -> str:
 
 
 def data_size(shape: Shape, dtype: torch.dtype, encoding: Encoding) -> int:
-    """Exact length of an Array's data: scales and codes, or raw values."""
+    """Exact length of an Array's data."""
     count = math.prod(shape)
-    if encoding.bits is None:
+    if encoding.method == RAW:
         return count * dtype.itemsize
-    if encoding.quantized:
-        return 2 * -(-count // encoding.block) + packed_size(count, encoding.bits)
-    return count * encoding.bits // 8
+    quantizer = encoding.quantizer
+    if quantizer is None:
+        return count * encoding.bits // 8
+    return quantizer.size(count, encoding.bits, encoding.block)
 
 
 def expected_payload_bytes(

@@ -17,8 +17,10 @@ from flwr.app import Array, ArrayRecord
 from fedland.codec.format import (
     ALLOWED_BITS,
     DTYPES,
-    FLOAT_BITS,
+    FLOAT,
+    FLOAT_WIDTHS,
     QUANTIZED_BITS,
+    RAW,
     CodecConfig,
     CodecError,
     Shape,
@@ -26,38 +28,31 @@ from fedland.codec.format import (
     dtype_name,
     parse_stype,
 )
-from fedland.quant import (
-    dequantize_blockwise,
-    max_code,
-    pack_bits,
-    quantize_blockwise,
-    unpack_bits,
-)
+from fedland.codec.methods import from_bytes
+from fedland.seeds import derive_seed
 
 
 def encode_update(
-    tensors: Mapping[str, torch.Tensor],
-    config: CodecConfig,
-    generator: torch.Generator | None = None,
+    tensors: Mapping[str, torch.Tensor], config: CodecConfig, seed: int = 0
 ) -> ArrayRecord:
-    """One Array per tensor (any device; `generator` on that device drives stochastic rounding)."""
+    """One Array per tensor (any device). `seed` names the message (see `fedland.seeds`):
+    with the tensor's name it drives rotation and stochastic rounding, and the receiver
+    needs the same `seed` to decode."""
     record = ArrayRecord()
     for name, tensor in tensors.items():
-        record[name] = _encode(name, tensor, config, generator)[0]
+        record[name] = _encode(name, tensor, config, seed)[0]
     return record
 
 
 def encode_and_reconstruct(
-    tensors: Mapping[str, torch.Tensor],
-    config: CodecConfig,
-    generator: torch.Generator | None = None,
+    tensors: Mapping[str, torch.Tensor], config: CodecConfig, seed: int = 0
 ) -> tuple[ArrayRecord, dict[str, torch.Tensor]]:
     """`encode_update` plus, for every float tensor, the float32 values the receiver will
     decode (on the tensor's device), computed without decoding the bytes."""
     record = ArrayRecord()
     decoded = {}
     for name, tensor in tensors.items():
-        record[name], values = _encode(name, tensor, config, generator)
+        record[name], values = _encode(name, tensor, config, seed)
         if values is not None:
             decoded[name] = values
     return record, decoded
@@ -68,6 +63,7 @@ def decode_update(
     expected: Mapping[str, tuple[Shape, torch.dtype]] | None = None,
     bits: int | None = None,
     config: CodecConfig | None = None,
+    seed: int = 0,
 ) -> dict[str, torch.Tensor]:
     """Tensors of an encoded update on the CPU: float32 for float entries, integers as sent.
 
@@ -86,33 +82,36 @@ def decode_update(
             if name not in expected:
                 raise CodecError(f"{name!r}: not a tensor of the expected model")
     return {
-        name: _decode(name, array, None if expected is None else expected[name], bits, config)
+        name: _decode(name, array, None if expected is None else expected[name], bits, config, seed)
         for name, array in record.items()
     }
 
 
 def _encode(
-    name: str, tensor: torch.Tensor, config: CodecConfig, generator: torch.Generator | None
+    name: str, tensor: torch.Tensor, config: CodecConfig, seed: int
 ) -> tuple[Array, torch.Tensor | None]:
     dtype = tensor.dtype
     wire_dtype = dtype_name(name, dtype)
     shape = tuple(tensor.shape)
     encoding = config.encoding(shape, dtype)
-    width = encoding.bits
     values = tensor.detach()
-    if encoding.quantized:
-        block = encoding.block
-        codes, scales = quantize_blockwise(values, width, block, encoding.stochastic, generator)
-        if not torch.isfinite(scales).all():
-            raise ValueError(f"{name!r}: values must be finite and within bfloat16 range")
-        parts = [scales.view(torch.uint8), pack_bits(codes, width)]
-        decoded = dequantize_blockwise(codes, scales, width, block, codes.numel()).view(shape)
-    elif width is not None:
+    quantizer = encoding.quantizer
+    if quantizer is not None:
+        flat = values.reshape(-1).to(torch.float32)
+        try:
+            parts, decoded = quantizer.encode(
+                flat, encoding.bits, encoding.block, encoding.variant, derive_seed(seed, name)
+            )
+        except ValueError as error:
+            raise ValueError(f"{name!r}: {error}") from None
+        decoded = decoded.view(shape)
+    elif encoding.method == FLOAT:
+        width = encoding.bits
         wire = values.to(torch.float16 if width == 16 else torch.float32).contiguous()
         if not torch.isfinite(wire).all():
             raise ValueError(f"{name!r}: values must be finite and within float{width} range")
         parts = [wire]
-        decoded = wire.to(torch.float32)
+        decoded = wire.to(torch.float32, copy=True)  # never the caller's own tensor
     else:
         parts = [values.contiguous()]
         decoded = None
@@ -126,6 +125,7 @@ def _decode(
     expected: tuple[Shape, torch.dtype] | None,
     bits: int | None,
     config: CodecConfig | None,
+    seed: int,
 ) -> torch.Tensor:
     def fail(problem: str) -> CodecError:
         return CodecError(f"{name!r}: {problem}")
@@ -150,11 +150,11 @@ def _decode(
         raise fail(f"sent as {array.stype!r} where this run sends {wanted.stype!r}")
     width = encoding.bits
     # bits <= 8 quantizes only the larger tensors; the others travel at float_bits.
-    float_sized = bits in QUANTIZED_BITS and width in FLOAT_BITS
+    float_sized = bits in QUANTIZED_BITS and (width in FLOAT_WIDTHS or width == 8)
     if not dtype.is_floating_point:
-        if width is not None:
-            raise fail(f"{array.dtype} values encoded at {width} bits; integers travel raw")
-    elif width is None:
+        if encoding.method != RAW:
+            raise fail(f"{array.dtype} values encoded as {encoding.method}; integers travel raw")
+    elif encoding.method == RAW:
         raise fail(f"raw encoding for {array.dtype} values; floats state their bits")
     elif bits is not None and width != bits and not float_sized:
         raise fail(f"bit-width {width} where the update was to be sent at {bits} bits")
@@ -163,30 +163,18 @@ def _decode(
     if len(data) != size:
         raise fail(f"{len(data)} bytes where stype and shape imply {size} (truncated or padded)")
     payload = memoryview(data)
-    if width is None:
-        return _frombuffer(payload, dtype).view(shape)
-    if not encoding.quantized:
-        values = _frombuffer(payload, torch.float16 if width == 16 else torch.float32)
+    if encoding.method == RAW:
+        return from_bytes(payload, dtype).view(shape)
+    if encoding.method == FLOAT:
+        values = from_bytes(payload, torch.float16 if width == 16 else torch.float32)
         if not torch.isfinite(values).all():
             raise fail("non-finite values")
         return values.to(torch.float32).view(shape)
-    count = math.prod(shape)
-    block = encoding.block
-    blocks = -(-count // block)
-    scales = _frombuffer(payload[: 2 * blocks], torch.bfloat16)
-    if not (torch.isfinite(scales).all() and (scales >= 0).all()):
-        raise fail("scales that are negative or not finite")
-    codes = unpack_bits(_frombuffer(payload[2 * blocks :], torch.uint8), width, count)
-    if width > 1 and count and int(codes.max()) > max_code(width):
-        raise fail(f"codes above {max_code(width)}, the largest {width}-bit code")
-    decoded = dequantize_blockwise(codes, scales, width, block, count)
-    if not torch.isfinite(decoded).all():
-        raise fail("scales too large: decoded values are not finite")
+    try:
+        decoded = encoding.quantizer.decode(
+            payload, math.prod(shape), width, encoding.block, encoding.variant,
+            derive_seed(seed, name),
+        )  # fmt: skip
+    except ValueError as error:
+        raise fail(str(error)) from None
     return decoded.view(shape)
-
-
-def _frombuffer(payload: memoryview, dtype: torch.dtype) -> torch.Tensor:
-    """A writable 1-D tensor holding a copy of the bytes (torch rejects empty buffers)."""
-    if not payload.nbytes:
-        return torch.empty(0, dtype=dtype)
-    return torch.frombuffer(bytearray(payload), dtype=dtype)

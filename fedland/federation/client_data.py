@@ -17,6 +17,7 @@ from fedland.data.records import Record
 from fedland.data.sources import load_split
 from fedland.federation.partition import partition_records
 from fedland.federation.settings import NodeSettings, experiment_from_text
+from fedland.seeds import derive_seed
 from fedland.task import training_dataset
 
 
@@ -55,4 +56,5 @@ def _cached(text: str, node: NodeSettings) -> LandmarkDataset:
     if node.data_path is None:
         indices = partitions(records, config, node.num_partitions)[node.partition_id]
         records = [records[i] for i in indices]
-    return training_dataset(config, records, meta, config.train.seed + node.partition_id)
+    seed = derive_seed(config.train.seed, "augmentation", node.partition_id)
+    return training_dataset(config, records, meta, seed)

@@ -1,23 +1,35 @@
-"""The broadcast of the global model, optionally quantized, that server and clients agree on.
+"""The broadcast of the global model, quantized, that server and clients agree on.
 
 The server keeps two models: the exact global model G (where averaged client updates land)
-and the broadcast model B that every client reconstructs bit for bit. Each round B moves
-towards G by a quantized delta, B <- B + Q(G - B), so what quantization leaves out is sent in
-later rounds (error feedback on the downlink). A node that holds the previous B gets only the
-quantized delta; a node that does not (new, sampled out last round, or restarted) gets B as
-raw float32. The first broadcast of a run sends Q(G) itself: clients and server start from
-that model, so nobody downloads the float model. At 32 bits B is G, sent whole every round.
+and the broadcast model B. Each round B moves towards G by a quantized delta,
+B <- B + Q(G - B), so what quantization leaves out is sent in later rounds (error feedback
+on the downlink). What a node is sent depends on what it holds, as the server knows from
+the nodes that replied:
+
+- round 1: B is Q(G) at `codec.resync_bits` (the full-model codec), sent to every node;
+- a node that holds the previous round's B: the delta, at `codec.downlink_bits`. It then
+  holds this round's B exactly if it held the previous one exactly;
+- a node that holds an older B the server still keeps (`codec.downlink_history` rounds):
+  the quantized step from it, Q(B - B_old), at `codec.downlink_bits`; it then holds B up to
+  the step's quantization error;
+- any other node (new, restarted, or out of step for longer): B at `codec.resync_bits`
+  (default 8; 32 sends float32 and the node holds B exactly).
+
+So under client sampling no node downloads float32 unless asked; a node that caught up by a
+step or a resync trains from a model within that codec's error of B, and its update is taken
+relative to what it holds, so the server's G is not biased by it. At 32 bits B is G, sent
+whole every round.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from flwr.app import ArrayRecord
 
 from fedland.codec import CodecConfig, decode_update, encode_and_reconstruct, encode_update
 from fedland.federation.weights import Weights, shapes
+from fedland.seeds import derive_seed
 
 FULL, DELTA = "full", "delta"
 RAW = CodecConfig(bits=32)
@@ -25,69 +37,106 @@ RAW = CodecConfig(bits=32)
 
 @dataclass
 class Payload:
-    """What one node is sent: the arrays and how to rebuild B from them."""
+    """What one node is sent: the arrays, how to rebuild B from them, and the codec seed."""
 
     arrays: ArrayRecord
     kind: str  # FULL or DELTA
     base_round: int  # DELTA: the broadcast round the node must hold
+    seed: int
 
 
 class Broadcaster:
     """Server side of the downlink."""
 
-    def __init__(self, weights: Weights, config: CodecConfig, seed: int = 0) -> None:
+    def __init__(
+        self,
+        weights: Weights,
+        config: CodecConfig,
+        seed: int = 0,
+        full: CodecConfig = RAW,
+        history: int = 0,
+    ) -> None:
         self.exact = {name: value.clone() for name, value in weights.items()}
-        self.config = config
+        self.config = config  # deltas and steps
+        self.full = full  # full models (round 1 and nodes out of step)
         self.seed = seed
+        self.history = history
         self.model: Weights | None = None  # B, once broadcast
         self.round = 0  # the broadcast round B belongs to
-        self.holders: set[int] = set()  # nodes known to hold B of `self.round`
-        self._previous_holders: set[int] = set()
-        self._previous_round = 0
-        self._delta: ArrayRecord | None = None
-        self._first: ArrayRecord | None = None
-        self._full: ArrayRecord | None = None
+        self.held: dict[int, int] = {}  # node -> the broadcast round it holds
+        self._past: dict[int, Weights] = {}  # earlier B, by round, for nodes out of step
+        # This round's payloads: by base round (deltas, steps), or FULL ones by purpose.
+        self._payloads: dict[int | str | None, Payload] = {}
 
     def advance(self, server_round: int) -> None:
-        """Compute this round's B and its payloads."""
-        self._delta = self._first = self._full = None
+        """Compute this round's B and the delta from the previous one."""
+        self._payloads = {}
+        if self.model is not None and self.history:
+            self._past[self.round] = self.model
+            self._past = {r: m for r, m in self._past.items() if r > self.round - self.history}
+        previous = self.round
+        self.round = server_round
         # Rounding noise drawn from (seed, round): a resumed run broadcasts what the
         # uninterrupted run would have.
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + server_round)
+        seed = derive_seed(self.seed, "downlink", server_round)
         if self.config.bits == 32:
             self.model = {name: value.clone() for name, value in self.exact.items()}
+            self._payloads[None] = Payload(encode_update(self.model, RAW), FULL, 0, seed)
         elif self.model is None:
-            self._first, self.model = encode_and_reconstruct(self.exact, self.config, generator)
+            arrays, self.model = encode_and_reconstruct(self.exact, self.full, seed)
+            self._payloads["first"] = Payload(arrays, FULL, 0, seed)
         else:
             step = {name: self.exact[name] - self.model[name] for name in self.exact}
-            self._delta, decoded = encode_and_reconstruct(step, self.config, generator)
+            arrays, decoded = encode_and_reconstruct(step, self.config, seed)
+            self._payloads[previous] = Payload(arrays, DELTA, previous, seed)
             self.model = {name: self.model[name] + decoded[name] for name in self.model}
-        self._previous_holders, self.holders = self.holders, set()
-        self._previous_round, self.round = self.round, server_round
 
-    def restore(self, exact: Weights, model: Weights, server_round: int) -> None:
-        """State of a checkpointed round; no node is known to hold its B any more."""
+    def state(self) -> dict:
+        """What a checkpoint keeps besides G and B: which node holds which round, and the
+        earlier broadcasts, so a restarted server sends what it would have sent."""
+        return {"held": dict(self.held), "past": dict(self._past)}
+
+    def restore(
+        self, exact: Weights, model: Weights, server_round: int, state: dict | None = None
+    ) -> None:
+        """State of a checkpointed round (without `state`: no node known to hold any B)."""
         self.exact = {name: value.clone() for name, value in exact.items()}
         self.model = {name: value.clone() for name, value in model.items()}
         self.round = server_round
-        self.holders = set()
+        self.held = dict(state["held"]) if state else {}
+        self._past = dict(state["past"]) if state else {}
 
     def payload(self, node_id: int) -> Payload:
-        """The cheapest payload that lets `node_id` rebuild this round's B exactly."""
-        if self._first is not None:
-            return Payload(self._first, FULL, 0)
-        if self._delta is not None and node_id in self._previous_holders:
-            return Payload(self._delta, DELTA, self._previous_round)
-        if self._full is None:
-            self._full = encode_update(self.model, RAW)
-        return Payload(self._full, FULL, 0)
+        """The cheapest payload that brings `node_id` to this round's B (see the module)."""
+        for key in (None, "first"):
+            if key in self._payloads:
+                return self._payloads[key]
+        base = self.held.get(node_id)
+        if base in self._payloads:
+            return self._payloads[base]
+        if base in self._past:
+            seed = derive_seed(self.seed, "downlink-step", self.round, base)
+            old = self._past[base]
+            step = {name: self.model[name] - old[name] for name in old}
+            arrays = encode_update(step, self.config, seed)
+            self._payloads[base] = Payload(arrays, DELTA, base, seed)
+            return self._payloads[base]
+        if "resync" not in self._payloads:
+            seed = derive_seed(self.seed, "downlink-resync", self.round)
+            arrays = encode_update(self.model, self.full, seed)
+            self._payloads["resync"] = Payload(arrays, FULL, 0, seed)
+        return self._payloads["resync"]
 
-    def confirm(self, node_ids: set[int]) -> None:
-        """These nodes replied to this round, so they hold its B."""
-        self.holders |= node_ids
+    def confirm(self, replied: set[int], failed: set[int] = frozenset()) -> None:
+        """Nodes that replied to this round hold its B; for those that failed the server no
+        longer knows what they hold, so their next payload is a full model."""
+        for node in replied:
+            self.held[node] = self.round
+        for node in failed:
+            self.held.pop(node, None)
 
     def apply(self, mean_delta: Weights) -> None:
-        """Averaged client updates (relative to B) move the exact model."""
+        """Averaged client updates (relative to what each node held) move the exact model."""
         for name, value in mean_delta.items():
             self.exact[name] += value
 
@@ -102,16 +151,15 @@ def rebuild(
     base_round: int,
     held: Weights | None,
     held_round: int | None,
-    template: Weights | None = None,
+    seed: int = 0,
 ) -> Weights:
     """Client side: B from a payload and, for a delta, the B this node holds."""
-    expected = shapes(template) if template is not None else None
     if kind == FULL:
-        return decode_update(arrays, expected)
+        return decode_update(arrays, seed=seed)
     if kind != DELTA:
         raise BroadcastError(f"unknown broadcast kind {kind!r}")
     if held is None or held_round != base_round:
         have = "no model" if held is None else f"round {held_round}"
         raise BroadcastError(f"delta against round {base_round}, but this node holds {have}")
-    step = decode_update(arrays, shapes(held))
+    step = decode_update(arrays, shapes(held), seed=seed)
     return {name: held[name] + step[name] for name in held}

@@ -13,6 +13,7 @@ from fedland.data.dataset import make_loader
 from fedland.federation.client_data import node_dataset
 from fedland.federation.settings import NodeSettings
 from fedland.federation.weights import Weights, float_state, load_float_state
+from fedland.seeds import derive_seed
 from fedland.task import task_model
 from fedland.train import make_optimizer, resolve_device, train_epoch
 
@@ -40,7 +41,7 @@ def train_locally(
     torch.set_num_threads(max(1, round(config.federation.client_cpus)))
     dataset = node_dataset(config, node)
     device = resolve_device(config.train.device)
-    seed = config.train.seed * 1_000_003 + server_round * 1_009 + node.partition_id
+    seed = derive_seed(config.train.seed, "local-training", server_round, node.partition_id)
     torch.manual_seed(seed)
     model = task_model(config, dataset.meta)
     load_float_state(model, weights)

@@ -30,10 +30,12 @@ from fedland.config import (
     ConfigError,
     ExperimentConfig,
     at_least,
+    codec_config,
     first_broken,
     load_config,
     load_config_dict,
     one_of,
+    resync_config,
 )
 from fedland.data.meta import DATASETS
 
@@ -43,6 +45,8 @@ KIND = "downlink-kind"
 BASE_ROUND = "base-round"
 UPLINK_BITS = "uplink-bits"
 SERVER_ROUND = "server-round"
+DOWNLINK_SEED = "downlink-seed"  # what the payload was encoded with (rotation, rounding)
+UPLINK_SEED = "uplink-seed"  # what the node encodes its reply with; the server decodes by it
 # Read by the server alone (evaluation, rounds, sampling, the run folder, centralized-only
 # training keys); a node's copy of the experiment leaves them out and has defaults there.
 SERVER_ONLY = {
@@ -107,31 +111,22 @@ def _parsed(text: str) -> ExperimentConfig:
 
 
 def uplink_codec(config: ExperimentConfig, bits: int | None = None) -> CodecConfig:
-    bits = config.codec.uplink_bits if bits is None else bits
-    return _codec(config, "uplink_bits", bits, config.codec.error_feedback)
+    """The uplink codec at the run's width, or at a node's own `bits`."""
+    section = config.codec
+    bits = section.uplink_bits if bits is None else bits
+    return codec_config(section, bits, section.method, section.error_feedback, "uplink_bits")
 
 
 def downlink_codec(config: ExperimentConfig) -> CodecConfig:
     """The broadcast always feeds its error back (B chases G), see `downlink`."""
-    return _codec(config, "downlink_bits", config.codec.downlink_bits, feedback=True)
-
-
-def _codec(config: ExperimentConfig, key: str, bits: int, feedback: bool) -> CodecConfig:
-    """With error feedback, 1 and 2 bits round to nearest (1 bit: the scaled sign, sign x
-    mean|x| per block): stochastic rounding at these widths is unbiased but not contractive,
-    so the residual grows (measured: 2-bit stochastic residuals reach 6x an update, nearest
-    1.3x) and training stalls."""
     section = config.codec
-    try:
-        return CodecConfig(
-            bits=bits,
-            block_size=section.block_size,
-            stochastic=section.stochastic and not (bits <= 2 and feedback),
-            float_bits=section.float_bits,
-            min_quantize_size=section.min_quantize_size,
-        )
-    except ValueError as error:
-        raise ConfigError(f"codec: {error} (codec.{key} = {bits})") from error
+    method = section.downlink_method or section.method
+    return codec_config(section, section.downlink_bits, method, True, "downlink_bits")
+
+
+def resync_codec(config: ExperimentConfig) -> CodecConfig:
+    """Full models for nodes that do not hold a recent broadcast (see `downlink`)."""
+    return resync_config(config.codec)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,81 @@
+"""Codebooks of the non-uniform quantizers, derived from their definitions at first use.
+
+- Lloyd-Max levels of N(0, 1): the quantizer with the least mean squared error for a
+  Gaussian source (Max 1960), found by Lloyd's iteration: thresholds are the midpoints of the
+  levels, levels the conditional means between thresholds. A block normalized by its RMS is
+  close to N(0, 1), after a random rotation almost exactly (EDEN, Vargaftik et al. 2022).
+- NF4 (Dettmers et al., QLoRA 2023): 16 values at quantiles of N(0, 1), an exact zero,
+  scaled to [-1, 1]; the 4-bit format of bitsandbytes and NVIDIA FLARE.
+- FP4 as bitsandbytes encodes it: the E2M1 magnitudes 1, 1.5, 2, 3, 4, 6 over 6, zero, and
+  its smallest value 1/192, with both signs.
+- The dynamic 8-bit map of bitsandbytes' blockwise quantization (Dettmers 2016, "8-bit
+  approximations"): per decade 10^-6 .. 10^0 a linear fraction of 2^i levels (the midpoints
+  of 2^i equal steps over [0.1, 1]), both signs, plus 0 and 1.
+
+Each codebook comes as sorted float32 values and the thresholds between neighbours, so a
+value's code is `torch.bucketize(value, thresholds)`: the nearest level.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+from scipy.special import ndtr, ndtri
+
+_NF4_OFFSET = (1 - 1 / 30 + 1 - 1 / 32) / 2  # QLoRA: between the 15- and 16-level ends
+
+
+@functools.cache
+def lloyd_max(bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """2**bits Lloyd-Max levels of N(0, 1) and the thresholds between them."""
+    count = 2**bits
+    # Start at the high-resolution optimum (level density ~ pdf^(1/3): quantiles of N(0, 3)).
+    levels = np.sqrt(3.0) * ndtri((np.arange(count) + 0.5) / count)
+    # Stop when no level moves by 1e-6: the MSE is then within 1e-4 of the fixed point's.
+    for _ in range(100_000):
+        edges = np.concatenate(([-np.inf], (levels[:-1] + levels[1:]) / 2, [np.inf]))
+        density = np.exp(-0.5 * np.square(edges)) / np.sqrt(2 * np.pi)
+        mass = np.diff(ndtr(edges))
+        updated = (density[:-1] - density[1:]) / mass
+        updated = (updated - updated[::-1]) / 2  # exactly symmetric
+        if np.max(np.abs(updated - levels)) < 1e-6:
+            break
+        levels = updated
+    return _codebook(levels)
+
+
+@functools.cache
+def nf4() -> tuple[torch.Tensor, torch.Tensor]:
+    positive = ndtri(np.linspace(_NF4_OFFSET, 0.5, 9)[:-1])
+    negative = -ndtri(np.linspace(_NF4_OFFSET, 0.5, 8)[:-1])
+    values = np.concatenate((positive, [0.0], negative))
+    return _codebook(values / np.max(np.abs(values)))
+
+
+@functools.cache
+def fp4() -> tuple[torch.Tensor, torch.Tensor]:
+    magnitudes = np.array([0.0, 1 / 192, 1 / 6, 1.5 / 6, 2 / 6, 3 / 6, 4 / 6, 1.0])
+    return _codebook(np.concatenate((magnitudes, -magnitudes[1:])), pad_to=16)
+
+
+@functools.cache
+def dynamic8() -> tuple[torch.Tensor, torch.Tensor]:
+    values = [0.0, 1.0]
+    for decade in range(7):
+        edges = np.linspace(0.1, 1.0, 2**decade + 1)
+        fractions = (edges[:-1] + edges[1:]) / 2 * 10.0 ** (decade - 6)
+        values.extend(fractions)
+        values.extend(-fractions)
+    return _codebook(np.array(values))
+
+
+def _codebook(values: np.ndarray, pad_to: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sorted float32 levels (with `pad_to`, repeated zeros fill the unused codes, so every
+    code of the width decodes) and the float32 midpoints between distinct neighbours."""
+    levels = np.sort(values.astype(np.float32))
+    if pad_to is not None and len(levels) < pad_to:
+        levels = np.sort(np.concatenate((levels, np.zeros(pad_to - len(levels), np.float32))))
+    thresholds = (levels[:-1] + levels[1:]) / 2
+    return torch.from_numpy(levels), torch.from_numpy(thresholds.astype(np.float32))

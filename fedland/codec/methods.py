@@ -1,0 +1,381 @@
+"""The quantizers of an update's float tensors, one object per method.
+
+Every method turns a flat float32 tensor into byte parts (scales or norms, then packed
+codes, or indices and values), computes what the receiver will decode, and decodes its own
+parts back with every field checked: a `ValueError` states the problem, the caller names
+the tensor. `size` gives the exact payload for a tensor, so a truncated or padded payload is
+caught before decoding. The receiver derives the same per-tensor `seed` as the sender (see
+`fedland.seeds`); it drives the rotation's signs and stochastic rounding.
+
+Ours: `lloyd` (the Lloyd-Max levels of N(0, 1) for each block normalized by its RMS, and a
+least-squares scale per block: the default) and `eden` (the same after a seeded randomized
+Hadamard rotation of each block, with EDEN's least-squares or unbiased scale; at 1 bit it is
+DRIVE). The grid of earlier versions: `uniform`. The anchors' codecs from their published
+definitions: `qsgd` (Alistarh et al. 2017: s = 2^(b-1) - 1 levels of |x| / |bucket|_2,
+stochastic), `sign` (EF-signSGD, Karimireddy et al. 2019: sign x mean |x| per tensor), `topk`
+(the b/64 largest magnitudes as int32 indices and float32 values, b bits per coordinate),
+and NVIDIA FLARE's bitsandbytes formats `blockwise8` (dynamic 8-bit map, block 4096),
+`nf4` and `fp4` (block 64), each with a float32 absmax per block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from fedland.codec import codebooks
+from fedland.codec.rotation import is_power_of_two, random_signs, rotate, unrotate
+from fedland.quant import (
+    dequantize_blockwise,
+    max_code,
+    pack_bits,
+    packed_size,
+    quantize_blockwise,
+    unpack_bits,
+)
+from fedland.seeds import derive_seed
+
+Parts = list[torch.Tensor]  # each part's bytes, in order, make the Array's data
+Codebook = Callable[[], tuple[torch.Tensor, torch.Tensor]]
+
+
+class Method:
+    """One quantizer. `widths`: the bits it encodes at; `blockwise`: one scale per `block`
+    values (`fixed_block`: the block its definition fixes); `variant`: (stype key, value
+    when off, value when on) of its unbiased variant, if it has one."""
+
+    name: str
+    widths: tuple[int, ...] = (1, 2, 3, 4, 8)
+    blockwise: bool = True
+    fixed_block: int | None = None
+    variant: tuple[str, str, str] | None = None
+
+    def check_block(self, block: int) -> str | None:
+        """Why `block` does not suit this method, or None."""
+        return None
+
+    def size(self, count: int, bits: int, block: int) -> int:
+        raise NotImplementedError
+
+    def encode(
+        self, flat: torch.Tensor, bits: int, block: int, unbiased: bool, seed: int
+    ) -> tuple[Parts, torch.Tensor]:
+        """Byte parts and the float32 values the receiver decodes from them."""
+        raise NotImplementedError
+
+    def decode(
+        self, data: memoryview, count: int, bits: int, block: int, unbiased: bool, seed: int
+    ) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class Uniform(Method):
+    """The blockwise integer grid of `fedland.quant.quantize_blockwise` (bfloat16 absmax
+    scales; at 1 bit sign x mean |x|): stochastic (unbiased) or nearest rounding."""
+
+    name = "uniform"
+    variant = ("rounding", "nearest", "stochastic")
+
+    def size(self, count: int, bits: int, block: int) -> int:
+        return 2 * _blocks(count, block) + packed_size(count, bits)
+
+    def encode(self, flat, bits, block, unbiased, seed):
+        generator = _generator(seed, flat.device) if unbiased else None
+        codes, scales = quantize_blockwise(flat, bits, block, unbiased, generator)
+        if not torch.isfinite(scales).all():
+            raise ValueError("values must be finite and within bfloat16 range")
+        decoded = dequantize_blockwise(codes, scales, bits, block, flat.numel())
+        return [scales.view(torch.uint8), pack_bits(codes, bits)], decoded
+
+    def decode(self, data, count, bits, block, unbiased, seed):
+        blocks = _blocks(count, block)
+        scales = _scales(data[: 2 * blocks], torch.bfloat16)
+        codes = _codes(data[2 * blocks :], bits, count, max_code(bits))
+        return _finite(dequantize_blockwise(codes, scales, bits, block, count))
+
+
+class LloydMax(Method):
+    """Codes of the nearest Lloyd-Max level of N(0, 1) for each value over its block's RMS;
+    the block's scale is the least-squares one for those codes, <x, c> / |c|^2, as bfloat16.
+    Deterministic: pair it with error feedback."""
+
+    name = "lloyd"
+
+    def size(self, count: int, bits: int, block: int) -> int:
+        return 2 * _blocks(count, block) + packed_size(count, bits)
+
+    def encode(self, flat, bits, block, unbiased, seed):
+        levels, thresholds = _on(codebooks.lloyd_max(bits), flat.device)
+        count = flat.numel()
+        rows = _rows(flat, block)
+        real = _real(count, block, rows)
+        rms = (rows.square().sum(1) / real.sum(1)).sqrt_().unsqueeze(1)
+        codes = torch.bucketize(rows / torch.where(rms > 0, rms, 1.0), thresholds)
+        chosen = levels[codes] * real
+        scales = ((rows * chosen).sum(1) / chosen.square().sum(1)).to(torch.bfloat16)
+        if not torch.isfinite(scales).all():
+            raise ValueError("values must be finite and within bfloat16 range")
+        decoded = (chosen * scales.to(torch.float32).unsqueeze(1)).reshape(-1)[:count]
+        codes = codes.to(torch.uint8).reshape(-1)[:count]
+        return [scales.view(torch.uint8), pack_bits(codes, bits)], decoded
+
+    def decode(self, data, count, bits, block, unbiased, seed):
+        levels, _ = codebooks.lloyd_max(bits)
+        blocks = _blocks(count, block)
+        scales = _scales(data[: 2 * blocks], torch.bfloat16)
+        codes = _codes(data[2 * blocks :], bits, count, 2**bits - 1)
+        rows = _rows(levels[codes.long()], block)
+        return _finite((rows * scales.to(torch.float32).unsqueeze(1)).reshape(-1)[:count])
+
+
+class Eden(Method):
+    """EDEN: each block (a power of two; the last one padded with zeros, padding sent too)
+    is rotated by seeded random signs and the Hadamard transform, quantized to Lloyd-Max
+    levels over its RMS and scaled by S: least squares <y, c> / |c|^2, or unbiased
+    |y|^2 / <y, c> (the mean over rotations is the update itself: for averaging many nodes
+    without error feedback). The receiver rotates back with the same signs."""
+
+    name = "eden"
+    variant = ("scale", "ls", "unbiased")
+
+    def check_block(self, block: int) -> str | None:
+        if not is_power_of_two(block):
+            return f"eden rotates blocks whose size is a power of two, got {block}"
+        return None
+
+    def size(self, count: int, bits: int, block: int) -> int:
+        blocks = _blocks(count, block)
+        return 2 * blocks + packed_size(blocks * block, bits)
+
+    def encode(self, flat, bits, block, unbiased, seed):
+        levels, thresholds = _on(codebooks.lloyd_max(bits), flat.device)
+        count = flat.numel()
+        rows = _rows(flat, block)
+        signs = random_signs(rows.numel(), derive_seed(seed, "rotation"), flat.device)
+        rotated = rotate(rows, signs)
+        energy = rotated.square().sum(1)
+        rms = (energy / block).sqrt_().unsqueeze(1)
+        codes = torch.bucketize(rotated / torch.where(rms > 0, rms, 1.0), thresholds)
+        chosen = levels[codes]
+        overlap = (rotated * chosen).sum(1)
+        if unbiased:
+            exact = torch.where(overlap > 0, energy / overlap, 0.0)
+        else:
+            exact = overlap / chosen.square().sum(1)
+        scales = exact.to(torch.bfloat16)
+        if not torch.isfinite(scales).all():
+            raise ValueError("values must be finite and within bfloat16 range")
+        decoded = unrotate(chosen * scales.to(torch.float32).unsqueeze(1), signs)
+        parts = [scales.view(torch.uint8), pack_bits(codes.to(torch.uint8).reshape(-1), bits)]
+        return parts, decoded.reshape(-1)[:count]
+
+    def decode(self, data, count, bits, block, unbiased, seed):
+        levels, _ = codebooks.lloyd_max(bits)
+        blocks = _blocks(count, block)
+        scales = _scales(data[: 2 * blocks], torch.bfloat16)
+        codes = _codes(data[2 * blocks :], bits, blocks * block, 2**bits - 1)
+        rows = levels[codes.long()].view(blocks, block) * scales.to(torch.float32).unsqueeze(1)
+        signs = random_signs(rows.numel(), derive_seed(seed, "rotation"), rows.device)
+        return _finite(unrotate(rows, signs).reshape(-1)[:count])
+
+
+class Qsgd(Method):
+    """QSGD: per bucket of `block` values its L2 norm (float32) and, for each value, the
+    sign and stochastic level round(|x| / norm x s) of s = 2^(b-1) - 1 levels (unbiased)."""
+
+    name = "qsgd"
+    widths = (2, 3, 4, 8)
+
+    def size(self, count: int, bits: int, block: int) -> int:
+        return 4 * _blocks(count, block) + packed_size(count, bits)
+
+    def encode(self, flat, bits, block, unbiased, seed):
+        levels = 2 ** (bits - 1) - 1
+        count = flat.numel()
+        rows = _rows(flat, block)
+        norms = rows.norm(dim=1)
+        if not torch.isfinite(norms).all():
+            raise ValueError("values must be finite and their bucket norms within float32")
+        scaled = rows.abs() * (levels / torch.where(norms > 0, norms, 1.0)).unsqueeze(1)
+        noise = torch.rand(rows.shape, generator=_generator(seed, flat.device), device=flat.device)
+        magnitude = (scaled + noise).floor_().clamp_(max=levels)
+        signed = magnitude * torch.where(rows < 0, -1.0, 1.0)
+        codes = (signed + levels).to(torch.uint8).reshape(-1)[:count]
+        decoded = (signed * (norms / levels).unsqueeze(1)).reshape(-1)[:count]
+        return [norms.view(torch.uint8), pack_bits(codes, bits)], decoded
+
+    def decode(self, data, count, bits, block, unbiased, seed):
+        levels = 2 ** (bits - 1) - 1
+        blocks = _blocks(count, block)
+        norms = _scales(data[: 4 * blocks], torch.float32)
+        codes = _codes(data[4 * blocks :], bits, count, 2 * levels)
+        rows = _rows(codes.to(torch.float32) - levels, block)
+        return _finite((rows * (norms / levels).unsqueeze(1)).reshape(-1)[:count])
+
+
+class ScaledSign(Method):
+    """EF-signSGD's compressor: one bit per value and mean |x| over the tensor (float32)."""
+
+    name = "sign"
+    widths = (1,)
+    blockwise = False
+
+    def size(self, count: int, bits: int, block: int) -> int:
+        return 4 + packed_size(count, 1)
+
+    def encode(self, flat, bits, block, unbiased, seed):
+        scale = flat.abs().mean() if flat.numel() else flat.new_zeros(())
+        if not torch.isfinite(scale):
+            raise ValueError("values must be finite")
+        positive = flat >= 0
+        decoded = torch.where(positive, scale, -scale)
+        return [
+            scale.reshape(1).view(torch.uint8),
+            pack_bits(positive.view(torch.uint8), 1),
+        ], decoded
+
+    def decode(self, data, count, bits, block, unbiased, seed):
+        scale = _scales(data[:4], torch.float32)[0]
+        positive = _codes(data[4:], 1, count, 1).bool()
+        return torch.where(positive, scale, -scale)
+
+
+class TopK(Method):
+    """Top-k sparsification: the k = count x b / 64 largest magnitudes (at least one) as
+    int32 indices in increasing order, then their float32 values: b bits per coordinate."""
+
+    name = "topk"
+    blockwise = False
+
+    @staticmethod
+    def kept(count: int, bits: int) -> int:
+        return min(count, max(1, count * bits // 64))
+
+    def size(self, count: int, bits: int, block: int) -> int:
+        return 8 * self.kept(count, bits)
+
+    def encode(self, flat, bits, block, unbiased, seed):
+        if not torch.isfinite(flat).all():
+            raise ValueError("values must be finite")
+        kept = self.kept(flat.numel(), bits)
+        indices = flat.abs().topk(kept, sorted=False).indices.sort().values
+        values = flat[indices]
+        decoded = torch.zeros_like(flat).index_put_((indices,), values)
+        return [indices.to(torch.int32).view(torch.uint8), values.view(torch.uint8)], decoded
+
+    def decode(self, data, count, bits, block, unbiased, seed):
+        kept = self.kept(count, bits)
+        indices = from_bytes(data[: 4 * kept], torch.int32).long()
+        values = from_bytes(data[4 * kept :], torch.float32)
+        if kept and not (int(indices[0]) >= 0 and int(indices[-1]) < count):
+            raise ValueError(f"indices outside 0..{count - 1}")
+        if kept > 1 and not bool((indices[1:] > indices[:-1]).all()):
+            raise ValueError("indices not in strictly increasing order")
+        if not torch.isfinite(values).all():
+            raise ValueError("non-finite values")
+        return torch.zeros(count).index_put_((indices,), values)
+
+
+class AbsmaxCodebook(Method):
+    """A bitsandbytes blockwise format: per block its absmax (float32) and, for each value,
+    the code of the nearest codebook entry of x / absmax (codes in sorted-codebook order)."""
+
+    def __init__(self, name: str, bits: int, block: int, codebook: Codebook) -> None:
+        self.name, self.widths, self.fixed_block, self.codebook = name, (bits,), block, codebook
+
+    def size(self, count: int, bits: int, block: int) -> int:
+        return 4 * _blocks(count, block) + packed_size(count, bits)
+
+    def encode(self, flat, bits, block, unbiased, seed):
+        levels, thresholds = _on(self.codebook(), flat.device)
+        count = flat.numel()
+        rows = _rows(flat, block)
+        absmax = rows.abs().amax(1)
+        if not torch.isfinite(absmax).all():
+            raise ValueError("values must be finite")
+        unit = rows / torch.where(absmax > 0, absmax, 1.0).unsqueeze(1)
+        codes = torch.bucketize(unit, thresholds)
+        decoded = (levels[codes] * absmax.unsqueeze(1)).reshape(-1)[:count]
+        codes = codes.to(torch.uint8).reshape(-1)[:count]
+        return [absmax.view(torch.uint8), pack_bits(codes, bits)], decoded
+
+    def decode(self, data, count, bits, block, unbiased, seed):
+        levels, _ = self.codebook()
+        blocks = _blocks(count, block)
+        absmax = _scales(data[: 4 * blocks], torch.float32)
+        codes = _codes(data[4 * blocks :], bits, count, 2**bits - 1)
+        rows = _rows(levels[codes.long()], block)
+        return _finite((rows * absmax.unsqueeze(1)).reshape(-1)[:count])
+
+
+METHODS: dict[str, Method] = {
+    method.name: method
+    for method in (
+        LloydMax(),
+        Eden(),
+        Uniform(),
+        Qsgd(),
+        ScaledSign(),
+        TopK(),
+        AbsmaxCodebook("nf4", 4, 64, codebooks.nf4),
+        AbsmaxCodebook("fp4", 4, 64, codebooks.fp4),
+        AbsmaxCodebook("blockwise8", 8, 4096, codebooks.dynamic8),
+    )
+}
+
+
+def _blocks(count: int, block: int) -> int:
+    return -(-count // block)
+
+
+def _rows(flat: torch.Tensor, block: int) -> torch.Tensor:
+    """The values as rows of `block`, the last padded with zeros."""
+    extra = -flat.numel() % block
+    if extra:
+        flat = torch.cat([flat, flat.new_zeros(extra)])
+    return flat.view(-1, block)
+
+
+def _real(count: int, block: int, rows: torch.Tensor) -> torch.Tensor:
+    """1.0 where a row holds a value, 0.0 where it holds padding."""
+    mask = torch.ones_like(rows)
+    if count % block:
+        mask[-1, count % block :] = 0.0
+    return mask
+
+
+def _on(codebook: tuple[torch.Tensor, torch.Tensor], device: torch.device):
+    levels, thresholds = codebook
+    return levels.to(device), thresholds.to(device)
+
+
+def _generator(seed: int, device: torch.device) -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(derive_seed(seed, "rounding"))
+
+
+def _scales(data: memoryview, dtype: torch.dtype) -> torch.Tensor:
+    scales = from_bytes(data, dtype)
+    if not (torch.isfinite(scales).all() and (scales >= 0).all()):
+        raise ValueError("scales that are negative or not finite")
+    return scales.to(torch.float32)
+
+
+def _codes(data: memoryview, bits: int, count: int, largest: int) -> torch.Tensor:
+    codes = unpack_bits(from_bytes(data, torch.uint8), bits, count)
+    if count and int(codes.max()) > largest:
+        raise ValueError(f"codes above {largest}, the largest this {bits}-bit format uses")
+    return codes
+
+
+def _finite(values: torch.Tensor) -> torch.Tensor:
+    if not torch.isfinite(values).all():
+        raise ValueError("scales too large: decoded values are not finite")
+    return values
+
+
+def from_bytes(payload: memoryview, dtype: torch.dtype) -> torch.Tensor:
+    """A writable 1-D tensor holding a copy of the bytes (torch rejects empty buffers)."""
+    if not payload.nbytes:
+        return torch.empty(0, dtype=dtype)
+    return torch.frombuffer(bytearray(payload), dtype=dtype)
