@@ -109,10 +109,11 @@ class LloydMax(Method):
         levels, thresholds = _on(codebooks.lloyd_max(bits), flat.device)
         count = flat.numel()
         rows = _rows(flat, block)
-        real = _real(count, block, rows)
-        rms = (rows.square().sum(1) / real.sum(1)).sqrt_().unsqueeze(1)
-        codes = torch.bucketize(rows / torch.where(rms > 0, rms, 1.0), thresholds)
-        chosen = levels[codes] * real
+        rms = (rows.square().sum(1) / _filled(count, block, rows)).sqrt_().unsqueeze(1)
+        codes = _nearest(rows / torch.where(rms > 0, rms, 1.0), thresholds)
+        chosen = _lookup(levels, codes)
+        if count % block:  # padding takes no part in the least-squares scale
+            chosen[-1, count % block :] = 0.0
         scales = ((rows * chosen).sum(1) / chosen.square().sum(1)).to(torch.bfloat16)
         if not torch.isfinite(scales).all():
             raise ValueError("values must be finite and within bfloat16 range")
@@ -125,7 +126,7 @@ class LloydMax(Method):
         blocks = _blocks(count, block)
         scales = _scales(data[: 2 * blocks], torch.bfloat16)
         codes = _codes(data[2 * blocks :], bits, count, 2**bits - 1)
-        rows = _rows(levels[codes.long()], block)
+        rows = _rows(_lookup(levels, codes), block)
         return _finite((rows * scales.to(torch.float32).unsqueeze(1)).reshape(-1)[:count])
 
 
@@ -156,8 +157,8 @@ class Eden(Method):
         rotated = rotate(rows, signs)
         energy = rotated.square().sum(1)
         rms = (energy / block).sqrt_().unsqueeze(1)
-        codes = torch.bucketize(rotated / torch.where(rms > 0, rms, 1.0), thresholds)
-        chosen = levels[codes]
+        codes = _nearest(rotated / torch.where(rms > 0, rms, 1.0), thresholds)
+        chosen = _lookup(levels, codes)
         overlap = (rotated * chosen).sum(1)
         if unbiased:
             exact = torch.where(overlap > 0, energy / overlap, 0.0)
@@ -175,7 +176,7 @@ class Eden(Method):
         blocks = _blocks(count, block)
         scales = _scales(data[: 2 * blocks], torch.bfloat16)
         codes = _codes(data[2 * blocks :], bits, blocks * block, 2**bits - 1)
-        rows = levels[codes.long()].view(blocks, block) * scales.to(torch.float32).unsqueeze(1)
+        rows = _lookup(levels, codes).view(blocks, block) * scales.to(torch.float32).unsqueeze(1)
         signs = random_signs(rows.numel(), derive_seed(seed, "rotation"), rows.device)
         return _finite(unrotate(rows, signs).reshape(-1)[:count])
 
@@ -295,8 +296,8 @@ class AbsmaxCodebook(Method):
         if not torch.isfinite(absmax).all():
             raise ValueError("values must be finite")
         unit = rows / torch.where(absmax > 0, absmax, 1.0).unsqueeze(1)
-        codes = torch.bucketize(unit, thresholds)
-        decoded = (levels[codes] * absmax.unsqueeze(1)).reshape(-1)[:count]
+        codes = _nearest(unit, thresholds)
+        decoded = (_lookup(levels, codes) * absmax.unsqueeze(1)).reshape(-1)[:count]
         codes = codes.to(torch.uint8).reshape(-1)[:count]
         return [absmax.view(torch.uint8), pack_bits(codes, bits)], decoded
 
@@ -305,7 +306,7 @@ class AbsmaxCodebook(Method):
         blocks = _blocks(count, block)
         absmax = _scales(data[: 4 * blocks], torch.float32)
         codes = _codes(data[4 * blocks :], bits, count, 2**bits - 1)
-        rows = _rows(levels[codes.long()], block)
+        rows = _rows(_lookup(levels, codes), block)
         return _finite((rows * absmax.unsqueeze(1)).reshape(-1)[:count])
 
 
@@ -337,12 +338,29 @@ def _rows(flat: torch.Tensor, block: int) -> torch.Tensor:
     return flat.view(-1, block)
 
 
-def _real(count: int, block: int, rows: torch.Tensor) -> torch.Tensor:
-    """1.0 where a row holds a value, 0.0 where it holds padding."""
-    mask = torch.ones_like(rows)
+def _filled(count: int, block: int, rows: torch.Tensor) -> torch.Tensor:
+    """How many values (not padding) each row holds."""
+    filled = torch.full((rows.shape[0],), float(block), device=rows.device)
     if count % block:
-        mask[-1, count % block :] = 0.0
-    return mask
+        filled[-1] = count % block
+    return filled
+
+
+def _lookup(levels: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """The levels the codes name (index_select with int32 indices: the fastest lookup)."""
+    return levels.index_select(0, codes.reshape(-1).int()).view(codes.shape)
+
+
+def _nearest(values: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
+    """Index of the nearest level (sorted), given the thresholds between levels: the number
+    of thresholds below each value, as `torch.bucketize` counts them. Up to 4 bits the
+    comparisons are summed directly, several times faster than bucketize's binary search."""
+    if len(thresholds) > 15:
+        return torch.bucketize(values, thresholds)
+    codes = torch.zeros(values.shape, dtype=torch.uint8, device=values.device)
+    for threshold in thresholds.tolist():
+        codes += values > threshold
+    return codes
 
 
 def _on(codebook: tuple[torch.Tensor, torch.Tensor], device: torch.device):

@@ -14,16 +14,20 @@ import math
 
 import torch
 
+from fedland.quant import unpack_bits
+
 
 def is_power_of_two(value: int) -> bool:
     return value > 0 and value & (value - 1) == 0
 
 
 def random_signs(count: int, seed: int, device: torch.device) -> torch.Tensor:
-    """±1.0 float32 values drawn on the CPU (the same on every device) from `seed`."""
+    """±1.0 float32 values from random bytes drawn on the CPU (the same on every device)
+    from `seed`, one sign per bit."""
     generator = torch.Generator().manual_seed(seed)
-    bits = torch.randint(0, 2, (count,), generator=generator, dtype=torch.uint8)
-    return (1.0 - 2.0 * bits.to(torch.float32)).to(device)
+    random = torch.randint(0, 256, (-(-count // 8),), generator=generator, dtype=torch.uint8)
+    bits = unpack_bits(random.to(device), 1, count)
+    return 1.0 - 2.0 * bits.to(torch.float32)
 
 
 def rotate(rows: torch.Tensor, signs: torch.Tensor) -> torch.Tensor:

@@ -33,11 +33,14 @@ def pack_bits(codes: torch.Tensor, bits: int) -> torch.Tensor:
         padded = _pad(flat, -count % per_byte).view(-1, per_byte)
         shifts = torch.arange(0, 8, bits, dtype=torch.uint8, device=flat.device)
         return _or_reduce(padded << shifts)
-    bit_positions = torch.arange(bits, dtype=torch.uint8, device=flat.device)
-    bit_stream = ((flat.unsqueeze(1) >> bit_positions) & 1).reshape(-1)
-    bit_stream = _pad(bit_stream, -bit_stream.numel() % 8).view(-1, 8)
-    shifts = torch.arange(8, dtype=torch.uint8, device=flat.device)
-    return _or_reduce(bit_stream << shifts)
+    # 8 codes of k bits fill k bytes exactly: gather each group into one 64-bit word, then
+    # cut the word into its k low bytes.
+    groups = _pad(flat, -count % 8).view(-1, 8).to(torch.int64)
+    shifts = torch.arange(0, 8 * bits, bits, dtype=torch.int64, device=flat.device)
+    words = (groups << shifts).sum(dim=1, keepdim=True)
+    byte_shifts = torch.arange(0, 8 * bits, 8, dtype=torch.int64, device=flat.device)
+    packed = ((words >> byte_shifts) & 0xFF).to(torch.uint8).reshape(-1)
+    return packed[: packed_size(count, bits)]
 
 
 def unpack_bits(packed: torch.Tensor, bits: int, count: int) -> torch.Tensor:
@@ -58,11 +61,11 @@ def unpack_bits(packed: torch.Tensor, bits: int, count: int) -> torch.Tensor:
     if 8 % bits == 0:
         shifts = torch.arange(0, 8, bits, dtype=torch.uint8, device=flat.device)
         return ((flat.unsqueeze(1) >> shifts) & mask).reshape(-1)[:count]
-    shifts = torch.arange(8, dtype=torch.uint8, device=flat.device)
-    bit_stream = ((flat.unsqueeze(1) >> shifts) & 1).reshape(-1)[: count * bits]
-    bit_stream = bit_stream.view(count, bits)
-    weights = torch.arange(bits, dtype=torch.uint8, device=flat.device)
-    return _or_reduce(bit_stream << weights)
+    groups = _pad(flat, -needed % bits).view(-1, bits).to(torch.int64)
+    byte_shifts = torch.arange(0, 8 * bits, 8, dtype=torch.int64, device=flat.device)
+    words = (groups << byte_shifts).sum(dim=1, keepdim=True)
+    shifts = torch.arange(0, 8 * bits, bits, dtype=torch.int64, device=flat.device)
+    return ((words >> shifts) & mask).to(torch.uint8).reshape(-1)[:count]
 
 
 def _or_reduce(shifted: torch.Tensor) -> torch.Tensor:

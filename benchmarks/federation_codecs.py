@@ -1,0 +1,123 @@
+"""Federated accuracy against traffic for every codec: ours and the anchors' methods.
+
+Runs the quickstart (same data, partitions, seeds and rounds for every run) once per codec
+setting through the sweep machinery (`fedland sweep`; finished runs are reused, so an
+interrupted benchmark resumes), then prints one table: final NME, its change against
+float32, uplink / downlink / total traffic against float32, and the bytes spent until the
+global model first reached float32's final NME relaxed by `--relax` (default 2%).
+
+    python benchmarks/federation_codecs.py [--out runs/bench-codecs] [--seeds 1]
+    python benchmarks/federation_codecs.py --sampling   # 100 nodes, 10 per round
+
+`--sampling` runs the cross-device setting instead: 100 IID nodes, 10 sampled per round,
+4-bit downlink, and reports how much less than float32 the downlink costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from fedland.config import load_config
+from fedland.simulations import report
+from fedland.simulations.configs import QUICKSTART
+from fedland.simulations.sweep import SweepPoint, run_sweep
+from fedland.table import format_table
+
+# (uplink bits, downlink bits, uplink method, downlink method)
+SETTINGS = [
+    (32, 32, "lloyd", "lloyd"),  # float32 whatever the method
+    (2, 2, "lloyd", "lloyd"),
+    (1, 2, "lloyd", "lloyd"),
+    (4, 4, "lloyd", "lloyd"),
+    (2, 2, "eden", "eden"),
+    (2, 2, "uniform", "uniform"),  # the grid of codec v2
+    (4, 4, "qsgd", "qsgd"),
+    (4, 4, "nf4", "nf4"),  # NVIDIA FLARE's 4-bit format
+    (8, 8, "blockwise8", "blockwise8"),  # NVIDIA FLARE's 8-bit format
+    (1, 2, "sign", "lloyd"),  # EF-signSGD uplink
+    (1, 2, "topk", "lloyd"),  # top-k with error feedback, 1 bit per coordinate
+]
+SAMPLING = [
+    "partition.num_partitions=100",
+    "partition.scheme=iid",
+    "federation.fraction_train=0.1",
+    "federation.min_train_nodes=10",
+    "federation.min_available_nodes=100",
+    "federation.rounds=10",
+    "federation.lr_milestones=[]",
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("runs/bench-codecs"))
+    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--relax", type=float, default=0.02)
+    parser.add_argument("--sampling", action="store_true")
+    args = parser.parse_args()
+    if args.sampling:
+        sampling(args.out.with_name(args.out.name + "-sampling"))
+        return
+    base = load_config(QUICKSTART)
+    points = [
+        SweepPoint(up, down, seed, (("codec.method", m), ("codec.downlink_method", dm)))
+        for seed in range(args.seeds)
+        for up, down, m, dm in SETTINGS
+    ]
+    results = run_sweep(base, points, args.out)
+    metric = results[0].summary["metric"]
+    reference = [r.summary[metric] for r in results if r.point.bits == 32]
+    target = sum(reference) / len(reference) * (1 + args.relax)
+    rows = report.csv_rows(results, target)
+    report.write_csv(rows, args.out / "codecs.csv")
+    table = [
+        [
+            row["codec.method"] if row["bits"] < 32 else "float32",
+            row["codec.downlink_method"] if row["downlink_bits"] < 32 else "float32",
+            row["bits"],
+            row["downlink_bits"],
+            row["seed"],
+            f"{row[metric]:.2f}",
+            f"{row[f'{metric}_vs_float32_%']:+.1f}%",
+            f"{row['uplink_ratio']:.1f}",
+            f"{row['downlink_ratio']:.1f}",
+            f"{row['total_ratio']:.1f}",
+            "not reached"
+            if row["bytes_to_target"] is None
+            else f"{row['bytes_to_target'] / 1e6:.2f}",
+        ]
+        for row in rows
+    ]
+    header = [
+        "uplink", "downlink", "up bits", "down bits", "seed", f"{metric} %", "vs float32",
+        "uplink x less", "downlink x less", "total x less", f"MB to {target:.2f}%",
+    ]  # fmt: skip
+    print(f"quickstart, {base.federation.rounds} rounds; target {metric} <= {target:.2f}% "
+          f"(float32's final value + {100 * args.relax:.0f}%)")  # fmt: skip
+    print(format_table(header, table, text_columns=2))
+
+
+def _megabytes(count: int | None) -> str:
+    return "not reached" if count is None else f"{count / 1e6:.2f}"
+
+
+def sampling(out: Path) -> None:
+    base = load_config(QUICKSTART, SAMPLING)
+    points = [SweepPoint(bits, 4, 0, (("codec.method", "lloyd"),)) for bits in (4,)]
+    (result,) = run_sweep(base, points, out)
+    rows = [
+        [row["round"], row["sent"], row["full_downloads"], row["downlink_bytes"],
+         f"{row['fp32_downlink_bytes'] / row['downlink_bytes']:.2f}"]
+        for row in result.rows
+        if row["round"] > 0
+    ]  # fmt: skip
+    summary = result.summary
+    print("100 IID nodes, 10 per round, 4-bit uplink and downlink (full models at 8 bits)")
+    print(format_table(["round", "sent", "full", "downlink bytes", "x less"], rows))
+    print(json.dumps({k: summary[k] for k in ("downlink_bytes", "downlink_ratio", "nme")}))
+
+
+if __name__ == "__main__":
+    main()

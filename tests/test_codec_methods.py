@@ -1,0 +1,272 @@
+"""Each quantizer of the update codec on its own: sizes, error, bias, rotation, hostile bytes.
+
+The error bounds are the known optima: Lloyd-Max levels of N(0, 1) give mean squared errors
+0.3634, 0.1175, 0.03454 and 0.009497 at 1 to 4 bits (Max 1960), and a randomized Hadamard
+rotation makes any block behave like a Gaussian one (EDEN, Vargaftik et al. 2022).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from flwr.app import Array, ArrayRecord
+
+from fedland.codec import (
+    CodecConfig,
+    CodecError,
+    decode_update,
+    encode_and_reconstruct,
+    encode_update,
+    expected_payload_bytes,
+    payload_bytes,
+)
+from fedland.codec.codebooks import dynamic8, fp4, lloyd_max, nf4
+from fedland.codec.methods import METHODS
+from fedland.codec.rotation import hadamard, random_signs, rotate, unrotate
+from fedland.seeds import derive_seed
+
+GAUSSIAN_OPTIMUM = {1: 0.3634, 2: 0.1175, 3: 0.03454, 4: 0.009497}
+SETTINGS = [
+    (name, bits, variant)
+    for name, method in METHODS.items()
+    for bits in method.widths
+    for variant in ((False, True) if method.variant else (False,))
+]
+
+
+def vnmse(decoded: torch.Tensor, value: torch.Tensor) -> float:
+    return float((decoded - value).square().sum() / value.square().sum())
+
+
+def gaussian(count: int = 256 * 256, seed: int = 0) -> torch.Tensor:
+    return torch.randn(count // 256, 256, generator=torch.Generator().manual_seed(seed))
+
+
+def heavy_tailed(count: int = 256 * 256) -> torch.Tensor:
+    torch.manual_seed(1)
+    return torch.distributions.StudentT(3.0).sample((count // 256, 256))
+
+
+def config(name: str, bits: int, variant: bool = False, block: int = 256) -> CodecConfig:
+    return CodecConfig(bits=bits, method=name, block_size=block, stochastic=variant)
+
+
+def one_tensor(value: torch.Tensor, codec: CodecConfig, seed: int = 3):
+    record, reconstructed = encode_and_reconstruct({"w": value}, codec, seed)
+    return record, reconstructed["w"], decode_update(record, config=codec, seed=seed)["w"]
+
+
+# -- sizes ---------------------------------------------------------------------------------
+
+
+def formula(name: str, count: int, bits: int, block: int) -> int:
+    """Each method's documented layout, written out independently of the code."""
+    blocks = math.ceil(count / block)
+    codes = math.ceil(count * bits / 8)
+    if name in ("uniform", "lloyd"):
+        return 2 * blocks + codes  # bfloat16 scale per block, packed codes
+    if name == "eden":
+        return 2 * blocks + math.ceil(blocks * block * bits / 8)  # padding is rotated in
+    if name == "qsgd":
+        return 4 * blocks + codes  # float32 norm per bucket
+    if name in ("nf4", "fp4"):
+        return 4 * math.ceil(count / 64) + codes  # float32 absmax per block of 64
+    if name == "blockwise8":
+        return 4 * math.ceil(count / 4096) + count
+    if name == "sign":
+        return 4 + math.ceil(count / 8)
+    if name == "topk":
+        return 8 * min(count, max(1, count * bits // 64))
+    raise AssertionError(name)
+
+
+@pytest.mark.parametrize(("name", "bits", "variant"), SETTINGS)
+@pytest.mark.parametrize(("shape", "block"), [((40, 50), 256), ((33, 7, 3, 3), 64)])
+def test_payload_size_is_the_documented_formula(name, bits, variant, shape, block):
+    codec = config(name, bits, variant, block)
+    value = torch.randn(shape)
+    record = encode_update({"w": value}, codec, seed=1)
+    size = formula(name, value.numel(), bits, block)
+    assert len(record["w"].data) == size
+    assert payload_bytes(record) == expected_payload_bytes({"w": (shape, value.dtype)}, codec)
+
+
+# -- error ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bits", [1, 2, 3, 4])
+def test_lloyd_and_eden_reach_the_gaussian_optimum(bits):
+    value = gaussian()
+    for name in ("lloyd", "eden"):
+        _, reconstructed, decoded = one_tensor(value, config(name, bits))
+        assert torch.equal(reconstructed, decoded)
+        assert vnmse(decoded, value) <= GAUSSIAN_OPTIMUM[bits] * 1.03, name
+
+
+@pytest.mark.parametrize("name", ["lloyd", "eden", "uniform", "qsgd", "topk"])
+def test_more_bits_never_give_more_error(name):
+    widths = [b for b in METHODS[name].widths if name != "uniform" or b != 2]
+    errors = [vnmse(one_tensor(gaussian(), config(name, b))[2], gaussian()) for b in widths]
+    assert errors == sorted(errors, reverse=True), dict(zip(widths, errors, strict=True))
+
+
+def test_the_rotation_makes_heavy_tails_cost_what_gaussians_cost():
+    value = heavy_tailed()
+    rotated = vnmse(one_tensor(value, config("eden", 4))[2], value)
+    grid = vnmse(one_tensor(value, config("uniform", 4))[2], value)
+    assert rotated <= GAUSSIAN_OPTIMUM[4] * 1.1 and grid > 5 * rotated
+
+
+@pytest.mark.parametrize(("name", "bits"), [("nf4", 4), ("fp4", 4), ("blockwise8", 8)])
+def test_the_bitsandbytes_formats_reconstruct_within_their_codebook_step(name, bits):
+    value = gaussian()
+    _, _, decoded = one_tensor(value, config(name, bits))
+    levels, _ = {"nf4": nf4, "fp4": fp4, "blockwise8": dynamic8}[name]()
+    gaps = (levels[1:] - levels[:-1]).max()
+    block = METHODS[name].fixed_block
+    rows = value.reshape(-1, block)
+    bound = rows.abs().amax(1, keepdim=True) * gaps / 2 * (1 + 1e-4)
+    assert bool(((decoded.reshape(-1, block) - rows).abs() <= bound).all())
+
+
+def test_sign_and_topk_are_what_their_definitions_say():
+    value = gaussian()
+    _, _, signs = one_tensor(value, config("sign", 1))
+    assert torch.equal(signs, torch.where(value >= 0, 1.0, -1.0) * value.abs().mean())
+    _, _, kept = one_tensor(value, config("topk", 2))
+    count = value.numel() * 2 // 64
+    assert int((kept != 0).sum()) == count
+    smallest_kept = float(kept.abs()[kept != 0].min())
+    assert float(value.abs()[kept == 0].max()) <= smallest_kept
+    assert torch.equal(kept[kept != 0], value[kept != 0])
+
+
+# -- bias ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "bits", "variant"), [("eden", 1, True), ("eden", 2, True), ("uniform", 2, True),
+                                  ("qsgd", 2, False), ("qsgd", 4, False)],
+)  # fmt: skip
+def test_unbiased_variants_average_to_the_update(name, bits, variant):
+    value = torch.randn(4, 256, generator=torch.Generator().manual_seed(2))
+    codec = config(name, bits, variant)
+    draws = 400
+    mean = sum(one_tensor(value, codec, seed)[2] for seed in range(draws)) / draws
+    one_draw = vnmse(one_tensor(value, codec, 0)[2], value)
+    # The mean of unbiased draws has 1/draws of one draw's error (plus bfloat16 scales).
+    assert vnmse(mean, value) <= 3 * one_draw / draws + 1e-4
+
+
+def test_the_least_squares_eden_scale_is_biased_towards_zero():
+    value = torch.randn(4, 256, generator=torch.Generator().manual_seed(2))
+    mean = sum(one_tensor(value, config("eden", 1), seed)[2] for seed in range(200)) / 200
+    shrink = float((mean * value).sum() / value.square().sum())
+    assert 0.55 < shrink < 0.75  # 2 / pi = 0.64 for sign quantization of a Gaussian
+
+
+# -- rotation ------------------------------------------------------------------------------
+
+
+def test_the_rotation_is_orthonormal_and_its_own_inverse_with_the_same_signs():
+    rows = torch.randn(6, 1024)
+    signs = random_signs(rows.numel(), 11, rows.device)
+    rotated = rotate(rows, signs)
+    torch.testing.assert_close(rotated.norm(dim=1), rows.norm(dim=1), rtol=1e-5, atol=0)
+    torch.testing.assert_close(unrotate(rotated, signs), rows, rtol=0, atol=1e-5)
+    basis = hadamard(torch.eye(8))
+    torch.testing.assert_close(basis @ basis.T, torch.eye(8), rtol=0, atol=1e-6)
+    assert set((basis * 8**0.5).round().unique().tolist()) == {-1.0, 1.0}
+    for size in (2, 32, 512):  # radix-4 stages with a final radix-2 one, or without
+        square = hadamard(torch.eye(size))
+        torch.testing.assert_close(square @ square, torch.eye(size), rtol=0, atol=1e-5)
+
+
+def test_sender_and_receiver_rotate_with_the_same_signs_and_only_with_them():
+    value = heavy_tailed()
+    codec = config("eden", 3)
+    record, reconstructed, decoded = one_tensor(value, codec, seed=5)
+    assert torch.equal(reconstructed, decoded)  # bit for bit, as the downlink needs
+    wrong = decode_update(record, config=codec, seed=6)["w"]
+    assert vnmse(wrong, value) > 0.5  # the rotation cannot be undone without the seed
+    other = encode_update({"w": value}, codec, seed=derive_seed(5, "other"))
+    assert other["w"].data != record["w"].data
+
+
+# -- codebooks -----------------------------------------------------------------------------
+
+
+def test_lloyd_max_levels_are_the_published_ones_and_a_fixed_point():
+    levels, thresholds = lloyd_max(2)
+    torch.testing.assert_close(levels, torch.tensor([-1.5104, -0.4528, 0.4528, 1.5104]),
+                               rtol=0, atol=1e-4)  # fmt: skip
+    assert float(lloyd_max(1)[0][1]) == pytest.approx(math.sqrt(2 / math.pi), abs=1e-6)
+    torch.testing.assert_close(thresholds, (levels[1:] + levels[:-1]) / 2)
+    for bits in (1, 2, 3, 4, 8):
+        levels, _ = lloyd_max(bits)
+        assert len(levels) == 2**bits and torch.equal(levels, -levels.flip(0))
+
+
+def test_nf4_fp4_and_the_dynamic_map_have_the_bitsandbytes_values():
+    values, _ = nf4()
+    assert len(values) == 16 and float(values[0]) == -1 and float(values[-1]) == 1
+    assert 0.0 in values.tolist()
+    assert float(values[8]) == pytest.approx(0.0796, abs=1e-4)  # QLoRA's NF4 table
+    assert float(values[-2]) == pytest.approx(0.7230, abs=1e-4)
+    assert sorted(set(fp4()[0].abs().tolist()))[-3:] == pytest.approx([0.5, 2 / 3, 1.0])
+    dynamic, _ = dynamic8()
+    assert len(dynamic) == 256 and float(dynamic.max()) == 1.0 and 0.0 in dynamic.tolist()
+
+
+# -- hostile payloads ----------------------------------------------------------------------
+
+
+def tampered(record: ArrayRecord, data: bytes) -> ArrayRecord:
+    array = record["w"]
+    return ArrayRecord(
+        {"w": Array(dtype=array.dtype, shape=array.shape, stype=array.stype, data=data)}
+    )
+
+
+@pytest.mark.parametrize(("name", "bits", "variant"), SETTINGS)
+def test_truncated_and_padded_payloads_name_the_tensor(name, bits, variant):
+    codec = config(name, bits, variant)
+    record, _, _ = one_tensor(torch.randn(40, 50), codec)
+    data = record["w"].data
+    for broken in (data[:-1], data + b"\0", b""):
+        with pytest.raises(CodecError, match="'w': .* bytes where stype and shape imply"):
+            decode_update(tampered(record, broken), config=codec, seed=3)
+
+
+@pytest.mark.parametrize("name", ["lloyd", "eden", "qsgd", "nf4", "blockwise8", "sign"])
+def test_nan_and_negative_scales_are_refused(name):
+    bits = METHODS[name].widths[-1] if name != "sign" else 1
+    codec = config(name, bits)
+    record, _, _ = one_tensor(torch.randn(40, 50), codec)
+    width = 2 if name in ("lloyd", "eden") else 4
+    dtype = torch.bfloat16 if width == 2 else torch.float32
+    for scale in (float("nan"), -1.0, float("inf")):
+        head = torch.tensor([scale], dtype=dtype).view(torch.uint8).numpy().tobytes()
+        with pytest.raises(CodecError, match="'w': scales that are negative or not finite"):
+            decode_update(tampered(record, head + record["w"].data[width:]), seed=3)
+
+
+def test_topk_indices_out_of_range_or_order_are_refused():
+    codec = config("topk", 4)
+    record, _, _ = one_tensor(torch.randn(40, 50), codec)
+    data = bytearray(record["w"].data)
+    kept = len(data) // 8
+    indices = torch.frombuffer(bytearray(data[: 4 * kept]), dtype=torch.int32).clone()
+    for broken, reason in (
+        (torch.cat([indices[:-1], torch.tensor([2000], dtype=torch.int32)]), "outside"),
+        (torch.cat([indices[:1], indices[:-1]]), "increasing"),
+        (torch.cat([torch.tensor([-1], dtype=torch.int32), indices[1:]]), "outside"),
+    ):
+        payload = broken.numpy().tobytes() + bytes(data[4 * kept :])
+        with pytest.raises(CodecError, match=f"'w': indices .*{reason}"):
+            decode_update(tampered(record, payload), seed=3)
+    nan = bytes(data[: 4 * kept]) + torch.full((kept,), float("nan")).numpy().tobytes()
+    with pytest.raises(CodecError, match="'w': non-finite values"):
+        decode_update(tampered(record, nan), seed=3)
