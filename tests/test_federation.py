@@ -23,7 +23,7 @@ from flwr.serverapp.strategy.strategy_utils import aggregate_arrayrecords
 from loopback import LoopbackGrid, identify_as_server
 
 import fedland
-from fedland.clients.codec_mod import HELD, RESIDUAL, codec_mod
+from fedland.clients.codec_mod import HELD, META, RESIDUAL, codec_mod
 from fedland.codec import (
     STYPE_PREFIX,
     CodecConfig,
@@ -31,6 +31,7 @@ from fedland.codec import (
     encode_and_reconstruct,
     encode_update,
     expected_payload_bytes,
+    fp32_bytes,
 )
 from fedland.config import dump_config, load_config
 from fedland.federation.downlink import DELTA, FULL, RAW, Broadcaster, BroadcastError, rebuild
@@ -44,6 +45,8 @@ from fedland.federation.settings import (
     SERVER_ROUND,
     UPLINK_BITS,
     UPLINK_SEED,
+    downlink_codec,
+    resync_codec,
     uplink_codec,
 )
 from fedland.federation.weights import from_record, shapes, subtract, to_record
@@ -135,6 +138,45 @@ def test_byte_counters_match_the_payload_formula(tmp_path):
     assert summary["uplink_ratio"] == pytest.approx(fp32 / per_update)
     assert summary["rounds"] == 2 and summary["metric"] == "nme"
     assert summary["nme"] == rows[-1]["nme"]
+
+
+def test_under_client_sampling_the_server_knows_what_every_node_holds(tmp_path):
+    config = _config(
+        tmp_path,
+        "partition.num_partitions=20",
+        "partition.scheme=iid",
+        "data.synthetic.num=160",
+        "federation.rounds=4",
+        "federation.fraction_train=0.25",
+        "federation.min_train_nodes=5",
+        "codec.uplink_bits=2",
+        "codec.downlink_bits=4",
+    )
+    grid = LoopbackGrid(20)
+    run_federation(grid, config)
+    _, payload = load_checkpoint(tmp_path / "run" / "global.pt")
+    held = payload["downlink"]["held"]
+    for node, context in grid.contexts.items():  # the server's record is each node's own
+        own = int(context.state[META]["round"]) if META in context.state else None
+        assert held.get(node) == own, node
+    assert len(held) > 5  # most nodes were sampled at some point
+    kinds = [str(c[KIND]) for c in grid.sent_config]
+    bases = [int(c[BASE_ROUND]) for c in grid.sent_config]
+    rounds = [int(c[SERVER_ROUND]) for c in grid.sent_config]
+    assert kinds[:5] == ["full"] * 5 and len(kinds) == 20
+    steps = [r for r, k, b in zip(rounds, kinds, bases, strict=True) if k == "delta" and b < r - 1]
+    assert all(row["accepted"] == 5 for row in _rows(tmp_path)[1:])
+    rows = _rows(tmp_path)[1:]
+    # No float32 download: full models at 8 bits, deltas and steps at 4.
+    spec = shapes(payload["broadcast"])
+    full = expected_payload_bytes(spec, resync_codec(config))
+    delta = expected_payload_bytes(spec, downlink_codec(config))
+    assert full < fp32_bytes(payload["broadcast"]) / 2.5
+    for server_round, row in enumerate(rows, start=1):
+        fulls = sum(k == "full" for r, k in zip(rounds, kinds, strict=True) if r == server_round)
+        assert row["downlink_bytes"] == fulls * full + (5 - fulls) * delta, server_round
+        assert row["full_downloads"] == fulls
+    assert steps or kinds.count("full") > 5  # nodes out of step caught up one way or the other
 
 
 def _train_message(weights, server_round, experiment_text, version=fedland.__version__):
