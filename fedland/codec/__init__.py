@@ -1,8 +1,10 @@
-"""Compressed model updates for federated rounds: blockwise k-bit or float16 tensors in a
-Flower `ArrayRecord`, validated on decode, with error feedback for the client.
+"""Compressed model updates for federated rounds: float tensors quantized by one of several
+methods (`fedland.codec.methods`: the Lloyd-Max default, EDEN, the anchors' codecs) or sent
+as float16, in a Flower `ArrayRecord`, validated on decode, with error feedback for the
+client.
 
-Uplink bandwidth is the cost of a federated round; a DU-Net update at 1 to 8 bits costs a
-small fraction of float32 and error feedback keeps the compression from biasing training.
+Bandwidth is the cost of a federated round; a DU-Net update at 1 to 8 bits costs a small
+fraction of float32 and error feedback keeps the compression from biasing training.
 Each Array's stype (`STYPE_PREFIX` plus `;key=value` fields) states how its bytes encode the
 tensor, so the payload holds the values alone (see `fedland.codec.format`).
 """
