@@ -236,28 +236,17 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
         raise ConfigError(f"model.{error.key}: {error}", f"model.{error.key}") from None
     section = config.codec
     downlink = section.downlink_method or section.method
-    for key, method, bits in (
-        ("uplink_bits", section.method, section.uplink_bits),
-        ("downlink_bits", downlink, section.downlink_bits),
-    ):
-        codec_config(section, bits, method, feedback=True, key=key)
-        codec_config(section, bits, method, feedback=section.error_feedback, key=key)
+    feedback = section.error_feedback
+    codec_config(section, section.uplink_bits, section.method, feedback, "uplink_bits")
+    codec_config(section, section.downlink_bits, downlink, True, "downlink_bits")
     resync_config(section)
     return config
 
 
 def resync_config(section: CodecSection) -> CodecConfig:
     """Full models for nodes out of step: the deterministic default codec at resync_bits."""
-    try:
-        return CodecConfig(
-            bits=section.resync_bits,
-            method=DEFAULT_METHOD,
-            block_size=section.block_size,
-            float_bits=section.float_bits,
-            min_quantize_size=section.min_quantize_size,
-        )
-    except ValueError as error:
-        raise ConfigError(f"codec.resync_bits: {error}", "codec.resync_bits") from error
+    deterministic = dataclasses.replace(section, stochastic=False)
+    return codec_config(deterministic, section.resync_bits, DEFAULT_METHOD, True, "resync_bits")
 
 
 def codec_config(

@@ -86,18 +86,13 @@ class Encoding:
 
     @property
     def stype(self) -> str:
-        if self.method == RAW:
-            return f"{STYPE_PREFIX};method=raw"
-        text = f"{STYPE_PREFIX};method={self.method};bits={self.bits}"
+        values = {"method": self.method, "bits": self.bits, "block": self.block}
         quantizer = self.quantizer
-        if quantizer is None:
-            return text
-        if quantizer.blockwise:
-            text += f";block={self.block}"
-        if quantizer.variant is not None:
+        if quantizer is not None and quantizer.variant is not None:
             key, off, on = quantizer.variant
-            text += f";{key}={on if self.variant else off}"
-        return text
+            values[key] = on if self.variant else off
+        fields = [f"{key}={values[key]}" for key in _keys(self.method)]
+        return ";".join([STYPE_PREFIX, *fields])
 
 
 def _keys(method: str) -> list[str]:

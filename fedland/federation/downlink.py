@@ -65,12 +65,13 @@ class Broadcaster:
         self.round = 0  # the broadcast round B belongs to
         self.held: dict[int, int] = {}  # node -> the broadcast round it holds
         self._past: dict[int, Weights] = {}  # earlier B, by round, for nodes out of step
-        # This round's payloads: by base round (deltas, steps), or FULL ones by purpose.
-        self._payloads: dict[int | str | None, Payload] = {}
+        self._for_all: Payload | None = None  # this round's payload for every node, if one
+        self._steps: dict[int, Payload] = {}  # this round's deltas, by the base round
+        self._resync: Payload | None = None  # this round's full model for nodes out of step
 
     def advance(self, server_round: int) -> None:
         """Compute this round's B and the delta from the previous one."""
-        self._payloads = {}
+        self._for_all, self._steps, self._resync = None, {}, None
         if self.model is not None and self.history:
             self._past[self.round] = self.model
             self._past = {r: m for r, m in self._past.items() if r > self.round - self.history}
@@ -81,14 +82,14 @@ class Broadcaster:
         seed = derive_seed(self.seed, "downlink", server_round)
         if self.config.bits == 32:
             self.model = {name: value.clone() for name, value in self.exact.items()}
-            self._payloads[None] = Payload(encode_update(self.model, RAW), FULL, 0, seed)
+            self._for_all = Payload(encode_update(self.model, RAW), FULL, 0, seed)
         elif self.model is None:
             arrays, self.model = encode_and_reconstruct(self.exact, self.full, seed)
-            self._payloads["first"] = Payload(arrays, FULL, 0, seed)
+            self._for_all = Payload(arrays, FULL, 0, seed)
         else:
             step = {name: self.exact[name] - self.model[name] for name in self.exact}
             arrays, decoded = encode_and_reconstruct(step, self.config, seed)
-            self._payloads[previous] = Payload(arrays, DELTA, previous, seed)
+            self._steps[previous] = Payload(arrays, DELTA, previous, seed)
             self.model = {name: self.model[name] + decoded[name] for name in self.model}
 
     def state(self) -> dict:
@@ -108,24 +109,21 @@ class Broadcaster:
 
     def payload(self, node_id: int) -> Payload:
         """The cheapest payload that brings `node_id` to this round's B (see the module)."""
-        for key in (None, "first"):
-            if key in self._payloads:
-                return self._payloads[key]
+        if self._for_all is not None:
+            return self._for_all
         base = self.held.get(node_id)
-        if base in self._payloads:
-            return self._payloads[base]
-        if base in self._past:
+        if base in self._steps:
+            return self._steps[base]
+        if base in self._past:  # encoded once per base round, for every node that holds it
             seed = derive_seed(self.seed, "downlink-step", self.round, base)
             old = self._past[base]
             step = {name: self.model[name] - old[name] for name in old}
-            arrays = encode_update(step, self.config, seed)
-            self._payloads[base] = Payload(arrays, DELTA, base, seed)
-            return self._payloads[base]
-        if "resync" not in self._payloads:
+            self._steps[base] = Payload(encode_update(step, self.config, seed), DELTA, base, seed)
+            return self._steps[base]
+        if self._resync is None:
             seed = derive_seed(self.seed, "downlink-resync", self.round)
-            arrays = encode_update(self.model, self.full, seed)
-            self._payloads["resync"] = Payload(arrays, FULL, 0, seed)
-        return self._payloads["resync"]
+            self._resync = Payload(encode_update(self.model, self.full, seed), FULL, 0, seed)
+        return self._resync
 
     def confirm(self, replied: set[int], failed: set[int] = frozenset()) -> None:
         """Nodes that replied to this round hold its B; for those that failed the server no
