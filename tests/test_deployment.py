@@ -9,98 +9,20 @@ its heartbeats stop, so the tests hold on a loaded machine too."""
 from __future__ import annotations
 
 import json
-import ssl
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import psutil
 import pytest
 
-from fedland.federation.deployment import write_certificates, write_connection, write_node_key
-from fedland.simulations.harness import APP_DIR, flower_environment, free_ports, stop_process_tree
-from tests.conftest import TINY_FEDERATION
+from fedland.federation.deployment import write_node_key
+from fedland.simulations.harness import stop_process_tree
+from tests.deployed import Federation
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
-CONNECTION = "fedland"
-
-
-class Federation:
-    """A SuperLink and SuperNodes started as `fedland deploy` processes."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.certs = write_certificates(root / "certs")
-        self.home = root / "flwr-home"
-        self.env = flower_environment(self.home)
-        (self.port,) = free_ports(1)
-        write_connection(self.home, CONNECTION, f"127.0.0.1:{self.port}", self.certs["ca"])
-        self.processes: dict[str, subprocess.Popen] = {}
-
-    def start(self, name: str, *args: str) -> subprocess.Popen:
-        log = (self.root / f"{name}.log").open("w")
-        command = [sys.executable, "-m", "fedland.cli", "deploy", *args]
-        process = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        self.processes[name] = process
-        return process
-
-    def log(self, name: str) -> str:
-        return (self.root / f"{name}.log").read_text()
-
-    def start_superlink(self) -> None:
-        self.start("superlink", "superlink", "--certs", str(self.root / "certs"),
-                   "--host", "127.0.0.1", "--port", str(self.port))  # fmt: skip
-        context = ssl.create_default_context(cafile=str(self.certs["ca"]))
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                url = f"https://127.0.0.1:{self.port}/health"
-                with urllib.request.urlopen(url, context=context, timeout=2):
-                    return
-            except OSError:
-                time.sleep(0.3)
-        raise AssertionError("the SuperLink did not come up:\n" + self.log("superlink"))
-
-    def flwr(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-        tool = str(Path(sys.executable).with_name("flwr"))
-        return subprocess.run(
-            [tool, *args], env=self.env, capture_output=True, text=True, timeout=timeout
-        )
-
-    def register(self, public_key: Path) -> None:
-        result = self.flwr("supernode", "register", str(public_key), CONNECTION, "--format", "json")
-        assert json.loads(result.stdout)["success"], result.stdout + result.stderr
-
-    def start_supernode(self, name: str, key: Path, partition: int, count: int) -> None:
-        (port,) = free_ports(1)
-        self.start(name, "supernode", "--superlink", f"127.0.0.1:{self.port}",
-                   "--ca", str(self.certs["ca"]), "--key", str(key), "--port", str(port),
-                   "--partition-id", str(partition), "--num-partitions", str(count))  # fmt: skip
-
-    def wait_online(self, count: int) -> None:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            listed = self.flwr("supernode", "list", CONNECTION, "--format", "json")
-            nodes = json.loads(listed.stdout).get("nodes", []) if listed.returncode == 0 else []
-            if sum(node.get("status") == "online" for node in nodes) >= count:
-                return
-            time.sleep(1)
-        raise AssertionError(f"fewer than {count} SuperNodes came online")
-
-    def run(self, out: Path, rounds: int, *settings: str) -> subprocess.CompletedProcess:
-        cache = f"data.synthetic.cache_dir={self.root / 'cache'}"
-        overrides = " ".join([*TINY_FEDERATION, cache, "partition.num_partitions=2", *settings])
-        run_config = f"num-server-rounds={rounds} out='{out}' set='{overrides}'"
-        return self.flwr("run", str(APP_DIR), CONNECTION, "--run-config", run_config,
-                         "--stream", timeout=400)  # fmt: skip
-
-    def stop(self) -> None:
-        for process in self.processes.values():
-            stop_process_tree(process.pid)
-            process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -110,11 +32,7 @@ def federation(tmp_path_factory):
     federation = Federation(root)
     try:
         federation.start_superlink()
-        for index, name in enumerate(("node1", "node2")):
-            private, public = write_node_key(root / "keys", name)
-            federation.register(public)
-            federation.start_supernode(name, private, index, 2)
-        federation.wait_online(2)
+        federation.start_registered_nodes(2)
         yield federation
     finally:
         federation.stop()

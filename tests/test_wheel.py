@@ -20,6 +20,7 @@ import pytest
 import fedland
 from fedland.simulations.harness import APP_DIR
 from tests.conftest import TINY_FEDERATION
+from tests.deployed import Federation
 from tests.processes import Leftovers
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,14 +98,26 @@ def _fresh_environment(root: Path, wheel: Path) -> Path:
     return root / "bin"
 
 
+@pytest.fixture(scope="module")
+def wheel_tools(wheel, tmp_path_factory) -> Path:
+    """The bin folder of a fresh environment that holds the wheel."""
+    return _fresh_environment(tmp_path_factory.mktemp("wheel-env") / "venv", wheel)
+
+
+def _without_checkout(tools: Path) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    env["PATH"] = os.pathsep.join([str(tools), "/usr/bin", "/bin"])
+    return env
+
+
 @pytest.mark.slow
-def test_fedland_simulate_runs_from_an_empty_folder_with_only_the_wheel(wheel, tmp_path):
-    tools = _fresh_environment(tmp_path / "venv", wheel)
+def test_fedland_simulate_runs_from_an_empty_folder_with_only_the_wheel(wheel_tools, tmp_path):
+    tools = wheel_tools
     where = subprocess.run(
         [tools / "python", "-c", "import fedland.server.app as a, sys; print(a.__file__)"],
         check=True, capture_output=True, text=True, cwd=tmp_path,
     ).stdout  # fmt: skip
-    assert where.startswith(str(tmp_path / "venv"))  # the wheel's copy, not the checkout's
+    assert where.startswith(str(tools.parent))  # the wheel's copy, not the checkout's
 
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -113,8 +126,7 @@ def test_fedland_simulate_runs_from_an_empty_folder_with_only_the_wheel(wheel, t
     command = [tools / "fedland", "simulate", "--out", "run"]
     for setting in settings:
         command += ["--set", setting]
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    env["PATH"] = os.pathsep.join([str(tools), "/usr/bin", "/bin"])
+    env = _without_checkout(tools)
     leftovers = Leftovers()
     result = subprocess.run(command, cwd=empty, env=env, capture_output=True, text=True,
                             timeout=400)  # fmt: skip
@@ -130,3 +142,35 @@ def test_fedland_simulate_runs_from_an_empty_folder_with_only_the_wheel(wheel, t
     assert (empty / "app" / "pyproject.toml").read_text() == (
         APP_DIR / "pyproject.toml"
     ).read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_supernodes_with_only_the_wheel_train_a_round_on_the_deployment_engine(
+    wheel_tools, tmp_path
+):
+    """Every process (SuperLink, SuperNodes, their ClientApps, `flwr run`) is the wheel
+    environment's, and the app folder is the one `fedland deploy app` writes."""
+    app = tmp_path / "app"
+    command = [wheel_tools / "fedland", "deploy", "app", "--out", str(app)]
+    env = _without_checkout(wheel_tools)
+    written = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert written.returncode == 0, written.stderr
+    federation = Federation(tmp_path / "federation", tools=wheel_tools, app=app)
+    leftovers = Leftovers()
+    try:
+        federation.start_superlink()
+        federation.start_registered_nodes(2)
+        result = federation.run(tmp_path / "run", 1)
+    finally:
+        federation.stop()
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    assert [(row["round"], row["accepted"], row["failed"]) for row in rows] == [
+        (0, 0, 0),
+        (1, 2, 0),
+    ]
+    assert rows[1]["nme"] != rows[0]["nme"]
+    for name in ("node1", "node2"):
+        assert str(wheel_tools) in " ".join(federation.processes[name].args)
+    assert leftovers.after(30) == {}
