@@ -6,6 +6,7 @@ from flwr.app import Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from fedland.clients.codec_mod import codec_mod
+from fedland.federation.attack import attacks, corrupt
 from fedland.federation.client_data import node_experiment
 from fedland.federation.local import train_locally
 from fedland.federation.settings import (
@@ -25,7 +26,10 @@ def train(msg: Message, context: Context) -> Message:
     node = NodeSettings.from_node_config(dict(context.node_config))
     experiment = node_experiment(experiment_from_text(str(config[EXPERIMENT])), node)
     weights = from_record(msg.content["arrays"])
-    result = train_locally(experiment, node, weights, int(config[SERVER_ROUND]))
+    server_round = int(config[SERVER_ROUND])
+    result = train_locally(experiment, node, weights, server_round)
+    if attacks(experiment, node.partition_id):  # a simulated hostile node (attack.*)
+        result = corrupt(experiment, weights, result, server_round, node.partition_id)
     metrics = MetricRecord(
         {
             "num-examples": result.num_examples,

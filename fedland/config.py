@@ -62,6 +62,13 @@ DEVICE = Allowed(
 )
 BIT_SPEC = Allowed(lambda value: _parses(BitSpec.parse, value), "a bit spec such as w1a8g8")
 PARTITION_SCHEMES = ("iid", "dirichlet", "pathological", "natural", "quantity")
+AGGREGATORS = ("fedavg", "median", "trimmed_mean", "krum", "multi_krum", "bulyan")
+WEIGHTINGS = ("capped", "claimed", "equal")
+ATTACKS = ("none", "sign_flip", "scale", "gaussian", "zero", "random", "examples", "mirror")
+NORM_BOUND = Allowed(
+    lambda value: value in ("auto", "none") or _parses(_positive_number, value),
+    "auto, none or a positive number",
+)
 
 
 def first_broken(rules: tuple[Allowed, ...], value: Any) -> Allowed | None:
@@ -71,6 +78,13 @@ def first_broken(rules: tuple[Allowed, ...], value: Any) -> Allowed | None:
         if any(one is not None and not rule.test(one) for one in values):
             return rule
     return None
+
+
+def _positive_number(text: str) -> float:
+    number = float(text)
+    if not number > 0 or number == float("inf"):
+        raise ValueError(text)
+    return number
 
 
 def _parses(parse: Callable[[Any], Any], value: Any) -> bool:
@@ -211,6 +225,29 @@ class FederationSection:
     client_gpus: float = setting(0.0, at_least(0))
     out: str = "runs/simulate"
     resume: bool = False  # continue the run in `out` from its last checkpointed round
+    # Hostile nodes (see fedland.federation.aggregation): how replies are combined.
+    aggregator: str = setting("fedavg", one_of(*AGGREGATORS))
+    max_update_norm: str = setting("auto", NORM_BOUND)  # auto: twice the round's median norm
+    weighting: str = setting("capped", one_of(*WEIGHTINGS))  # capped: num-examples <= 2x median
+    trim_fraction: float = setting(0.25, between(0, 0.49))  # trimmed_mean: cut at each end
+    num_malicious: int = setting(2, at_least(0))  # krum, multi_krum, bulyan: nodes assumed hostile
+
+    def norm_bound(self) -> float | None:
+        """An absolute bound on each update's norm; None for `auto` and `none`."""
+        if self.max_update_norm in ("auto", "none"):
+            return None
+        return _positive_number(self.max_update_norm)
+
+
+@dataclass
+class AttackSection:
+    """Hostile nodes in a simulation (see fedland.federation.attack): off by default."""
+
+    kind: str = setting("none", one_of(*ATTACKS))
+    num_nodes: int = setting(0, at_least(0))  # partitions chosen at random (seeded)
+    nodes: list[int] = setting([], at_least(0))  # or these partition ids
+    scale: float | None = None  # None: the kind's own default (sign_flip 4, scale 30, ...)
+    seed: int = 0
 
 
 @dataclass
@@ -221,6 +258,7 @@ class ExperimentConfig:
     partition: PartitionSection = field(default_factory=PartitionSection)
     codec: CodecSection = field(default_factory=CodecSection)
     federation: FederationSection = field(default_factory=FederationSection)
+    attack: AttackSection = field(default_factory=AttackSection)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -240,7 +278,46 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
     codec_config(section, section.uplink_bits, section.method, feedback, "uplink_bits")
     codec_config(section, section.downlink_bits, downlink, True, "downlink_bits")
     resync_config(section)
+    _check_hostile_settings(config)
     return config
+
+
+# Replies a selection rule needs for `f` assumed hostile nodes (Krum: n > 2f + 2; Bulyan:
+# n >= 4f + 3, Guerraoui et al. 2018).
+def least_replies(aggregator: str, num_malicious: int) -> int:
+    return {"krum": 2 * num_malicious + 3, "multi_krum": 2 * num_malicious + 3,
+            "bulyan": 4 * num_malicious + 3}.get(aggregator, 1)  # fmt: skip
+
+
+def _check_hostile_settings(config: ExperimentConfig) -> None:
+    """A selection rule that the round's sample cannot support, and attacks that name no
+    node or a node that does not exist, are refused before anything starts."""
+    federation, attack = config.federation, config.attack
+    partitions = config.partition.num_partitions
+    sampled = max(int(partitions * federation.fraction_train), federation.min_train_nodes)
+    needed = least_replies(federation.aggregator, federation.num_malicious)
+    if sampled < needed:
+        raise ConfigError(
+            f"federation.num_malicious: {federation.aggregator} with {federation.num_malicious} "
+            f"hostile nodes needs at least {needed} replies a round; about {sampled} nodes "
+            "are sampled (lower num_malicious or sample more nodes)",
+            "federation.num_malicious",
+        )
+    if attack.kind == "none":
+        return
+    if attack.nodes and attack.num_nodes:
+        raise ConfigError("attack.nodes: give attack.nodes or attack.num_nodes, not both",
+                          "attack.nodes")  # fmt: skip
+    if not attack.nodes and not attack.num_nodes:
+        raise ConfigError(f"attack.num_nodes: attack.kind={attack.kind} needs attacking nodes "
+                          "(attack.num_nodes or attack.nodes)", "attack.num_nodes")  # fmt: skip
+    outside = [node for node in attack.nodes if node >= partitions]
+    if attack.num_nodes > partitions or outside:
+        raise ConfigError(
+            f"attack.{'nodes' if outside else 'num_nodes'}: only {partitions} partitions "
+            f"(partition.num_partitions), got {outside or attack.num_nodes}",
+            f"attack.{'nodes' if outside else 'num_nodes'}",
+        )
 
 
 def resync_config(section: CodecSection) -> CodecConfig:

@@ -24,6 +24,7 @@ from fedland.config import (
 from fedland.data.meta import DatasetMeta
 from fedland.data.sources import load_split
 from fedland.evaluation import primary_metric
+from fedland.federation.attack import attack_summary
 from fedland.federation.client_data import partitions
 from fedland.federation.downlink import Broadcaster
 from fedland.federation.ledger import RoundLedger, RunWriter, read_rows
@@ -47,7 +48,7 @@ def run_federation(grid: Grid, config: ExperimentConfig, run_id: int | None = No
     if resumed is None:
         (out / "metrics.jsonl").unlink(missing_ok=True)
     (out / "config.yaml").write_text(dump_config(config))
-    meta = _write_partitions(config, out)
+    meta, largest_partition = _write_partitions(config, out)
 
     torch.manual_seed(config.train.seed)
     model = task_model(config, meta)
@@ -62,12 +63,13 @@ def run_federation(grid: Grid, config: ExperimentConfig, run_id: int | None = No
     strategy = QuantizedFedAvg(
         broadcaster,
         config,
+        largest_partition,
         fraction_train=federation.fraction_train,
         min_train_nodes=federation.min_train_nodes,
         min_available_nodes=federation.min_available_nodes,
     )
     metric, _ = primary_metric(meta)
-    writer = RunWriter(out, metric, config.to_dict(), run_id)
+    writer = RunWriter(out, metric, config.to_dict(), run_id, attack_summary(config))
     done = 0
     if resumed is not None:
         done = _resume(resumed, broadcaster, model, writer, out)
@@ -93,8 +95,9 @@ def run_federation(grid: Grid, config: ExperimentConfig, run_id: int | None = No
     return summary
 
 
-def _write_partitions(config: ExperimentConfig, out: Path) -> DatasetMeta:
-    """The partitions every node will compute, saved and shown once; the task's metadata."""
+def _write_partitions(config: ExperimentConfig, out: Path) -> tuple[DatasetMeta, int]:
+    """The partitions every node will compute, saved and shown once; the task's metadata and
+    the largest partition's size (the most examples an honest node claims)."""
     train_records, _, meta = load_split(config.data, config.data.train_split)
     parts = partitions(train_records, config, config.partition.num_partitions)
     stats = partition_statistics(train_records, parts, config.partition.attribute)
@@ -104,7 +107,10 @@ def _write_partitions(config: ExperimentConfig, out: Path) -> DatasetMeta:
         f"({config.partition.scheme} by {config.partition.attribute}):"
     )
     _say(format_partition_table(stats))
-    return meta
+    if (attack := attack_summary(config)) is not None:
+        _say(f"attack: {attack['kind']} x{attack['scale']:g} from partitions "
+             f"{attack['partitions']}")  # fmt: skip
+    return meta, max(len(part) for part in parts)
 
 
 class RoundEvaluator:

@@ -1,11 +1,12 @@
-"""FedAvg over quantized weight updates, with a quantized broadcast.
+"""Aggregation of quantized weight updates, with a quantized broadcast.
 
 Flower's `FedAvg` samples the nodes; this subclass decides what each node is sent (see
-`fedland.federation.downlink`) and decodes, validates and averages what comes back. A reply
+`fedland.federation.downlink`) and decodes, validates and combines what comes back. A reply
 that fails validation (truncated or corrupt payload, wrong shape or dtype, NaN or Inf, an
 unknown stype, the wrong bit-width, a missing or absurd `num-examples`) is logged with the
-node's id and left out of the average; the round goes on, and the global model is untouched
-by it.
+node's id and left out; the round goes on, and the global model is untouched by it. Valid
+replies are weighted, norm-bounded and combined by `federation.aggregator` (see
+`fedland.federation.aggregation`); every clip, cap and exclusion is logged with the node.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from fedland import __version__
 from fedland.codec import CodecError, decode_update, fp32_bytes, payload_bytes
 from fedland.codec.format import ALLOWED_BITS
 from fedland.config import ExperimentConfig
+from fedland.federation.aggregation import Reply, aggregate
 from fedland.federation.downlink import FULL, Broadcaster
 from fedland.federation.ledger import RoundLedger
 from fedland.federation.settings import (
@@ -47,10 +49,16 @@ class UpdateRejected(ValueError):
 
 class QuantizedFedAvg(FedAvg):
     def __init__(
-        self, broadcaster: Broadcaster, experiment: ExperimentConfig, **fedavg: object
+        self,
+        broadcaster: Broadcaster,
+        experiment: ExperimentConfig,
+        largest_partition: int = 0,
+        **fedavg: object,
     ) -> None:
+        """`largest_partition`: the most examples an honest node can claim (0: unknown)."""
         super().__init__(fraction_evaluate=0.0, **fedavg)
         self.broadcaster = broadcaster
+        self.largest_partition = largest_partition
         self.experiment = experiment
         self.experiment_text = client_view(experiment)
         self.uplink_bits = experiment.codec.uplink_bits
@@ -91,7 +99,7 @@ class QuantizedFedAvg(FedAvg):
     def aggregate_train(self, server_round: int, replies: Iterable[Message]):
         server_round += self.round_offset
         ledger = self.ledger
-        accepted: list[tuple[Weights, float, MetricRecord]] = []
+        accepted: list[tuple[Reply, MetricRecord]] = []
         replied: set[int] = set()
         failed: set[int] = set()
         received = 0
@@ -118,22 +126,25 @@ class QuantizedFedAvg(FedAvg):
                 ledger.rejections.append(reason)
                 log.warning("rejected update in round %d from %s", server_round, reason)
                 continue
-            accepted.append((delta, weight, metrics))
+            accepted.append((Reply(node, delta, weight), metrics))
         ledger.failed += ledger.sent - received  # no reply before the round's timeout
         ledger.accepted = len(accepted)
         self.broadcaster.confirm(replied, failed)
         if not accepted:
             log.warning("round %d: no usable update; the global model is unchanged", server_round)
             return None, None
-        total = sum(weight for _, weight, _ in accepted)
-        mean = {
-            name: sum(delta[name] * (weight / total) for delta, weight, _ in accepted)
-            for name in self._expected
-        }
-        self.broadcaster.apply(mean)
-        ledger.loss = sum(m["loss"] * w for _, w, m in accepted) / total
-        ledger.client_seconds = sum(m["seconds"] for _, _, m in accepted) / len(accepted)
-        ledger.peak_memory_mb = max(m["peak-memory-mb"] for _, _, m in accepted)
+        result = aggregate(
+            [reply for reply, _ in accepted], self.experiment.federation, self.largest_partition
+        )
+        for event in result.events:
+            log.warning("round %d: %s", server_round, event)
+        ledger.record_aggregation(result)
+        self.broadcaster.apply(result.mean)
+        total = sum(result.weights)
+        losses = [m["loss"] * w for (_, m), w in zip(accepted, result.weights, strict=True)]
+        ledger.loss = sum(losses) / total
+        ledger.client_seconds = sum(m["seconds"] for _, m in accepted) / len(accepted)
+        ledger.peak_memory_mb = max(m["peak-memory-mb"] for _, m in accepted)
         metrics = MetricRecord({"loss": ledger.loss, "num-examples": int(total)})
         return to_record(self.broadcaster.exact), metrics
 

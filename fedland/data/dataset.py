@@ -59,7 +59,7 @@ class LandmarkDataset(Dataset):
         self.augmentation = augmentation
         self.seed = seed
         self.epoch = 0
-        self._permutation = meta.flip_permutation
+        self.flip_permutation = meta.flip_permutation  # partners swapped by a flip
 
     def set_epoch(self, epoch: int) -> None:
         """Draw different augmentations each epoch, reproducibly."""
@@ -83,7 +83,7 @@ class LandmarkDataset(Dataset):
         points = apply_affine(to_heatmap, record.landmarks)
         visible = record.visible
         if flip:
-            points, visible = flip_landmarks(points, visible, self._permutation)
+            points, visible = flip_landmarks(points, visible, self.flip_permutation)
         target, weight = self.codec.encode(points, visible)
         pixels = torch.from_numpy(crop).permute(2, 0, 1).float().div_(255.0)
         if not np.allclose(gain, 1.0):

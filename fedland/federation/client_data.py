@@ -15,6 +15,7 @@ from fedland.config import ExperimentConfig, dump_config
 from fedland.data.dataset import LandmarkDataset
 from fedland.data.records import Record
 from fedland.data.sources import load_split
+from fedland.federation.attack import attacks, poison
 from fedland.federation.partition import partition_records
 from fedland.federation.settings import NodeSettings, experiment_from_text
 from fedland.seeds import derive_seed
@@ -57,4 +58,7 @@ def _cached(text: str, node: NodeSettings) -> LandmarkDataset:
         indices = partitions(records, config, node.num_partitions)[node.partition_id]
         records = [records[i] for i in indices]
     seed = derive_seed(config.train.seed, "augmentation", node.partition_id)
-    return training_dataset(config, records, meta, seed)
+    dataset = training_dataset(config, records, meta, seed)
+    if config.attack.kind == "mirror" and attacks(config, node.partition_id):
+        poison(dataset)
+    return dataset

@@ -11,9 +11,13 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fedland.federation.aggregation import Aggregate
 
 BYTE_KEYS = ("uplink_bytes", "downlink_bytes", "fp32_uplink_bytes", "fp32_downlink_bytes")
+BOUND_KEYS = ("clipped", "capped", "excluded")
 
 
 @dataclass
@@ -33,6 +37,17 @@ class RoundLedger:
     client_seconds: float = math.nan  # mean local seconds
     peak_memory_mb: float = math.nan  # largest client peak
     rejections: list[str] = field(default_factory=list)
+    clipped: int = 0  # updates scaled down to the norm bound
+    capped: int = 0  # num-examples claims capped
+    excluded: int = 0  # updates a selection rule (Krum, Bulyan) left out
+    norm_bound: float = math.nan  # the bound this round (NaN: none)
+    bounded: list[str] = field(default_factory=list)  # each clip, cap and exclusion, by node
+
+    def record_aggregation(self, result: Aggregate) -> None:
+        self.clipped, self.capped = len(result.clipped), len(result.capped)
+        self.excluded = len(result.excluded)
+        self.norm_bound = math.nan if result.norm_bound is None else result.norm_bound
+        self.bounded = list(result.events)
 
     def row(self) -> dict[str, Any]:
         return asdict(self)
@@ -42,9 +57,16 @@ class RunWriter:
     """Appends a line per round to `metrics.jsonl` and rewrites `summary.json`."""
 
     def __init__(
-        self, out: Path, metric: str, config: dict[str, Any], run_id: int | None = None
+        self,
+        out: Path,
+        metric: str,
+        config: dict[str, Any],
+        run_id: int | None = None,
+        attack: dict[str, Any] | None = None,
     ) -> None:
+        """`attack`: the simulated attack, as `fedland.federation.attack.attack_summary`."""
         self.run_id = run_id
+        self.attack = attack
         self.out = out
         self.metric = metric
         self.config = config
@@ -78,9 +100,11 @@ class RunWriter:
             self.metric: self.rows[-1][self.metric] if self.rows else None,
             f"initial_{self.metric}": self.rows[0][self.metric] if self.rows else None,
             "rejected": sum(row["rejected"] for row in trained),
+            **{key: sum(row.get(key, 0) for row in trained) for key in BOUND_KEYS},
             "failed": sum(row["failed"] for row in trained),
             "wall_seconds": time.perf_counter() - self.started,
             "run_id": self.run_id,
+            "attack": self.attack,
             "config": self.config,
         }
         (self.out / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -1,0 +1,192 @@
+"""Combining decoded updates when some nodes may be hostile.
+
+Three stages on the server, over the float deltas the codec decoded (so they work with any
+bit-width, error feedback, the quantized downlink, sampling and resume alike):
+
+1. **weights**: what a node's claimed `num-examples` may count (`federation.weighting`):
+   `capped` (at the largest partition the server knows of, or twice the round's median
+   claim where that is more: honest claims in a simulation are never capped), `claimed` (as
+   sent) or `equal`;
+2. **the norm bound** (`federation.max_update_norm`): an update longer than the bound is
+   scaled down onto it, keeping its direction; `auto` is twice the round's median norm;
+3. **the rule** (`federation.aggregator`): `fedavg`, coordinate-wise `median`,
+   `trimmed_mean`, `krum`, `multi_krum` or `bulyan`, with Flower's own aggregation
+   functions where it has them (trimmed mean, Multi-Krum selection, Bulyan's closest-to-the-
+   median average).
+
+Every clip, cap and exclusion becomes an event naming the node.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from flwr.app import MetricRecord, RecordDict
+from flwr.serverapp.strategy.bulyan import aggregate_n_closest_weights
+from flwr.serverapp.strategy.fedtrimmedavg import trim_mean
+from flwr.serverapp.strategy.multikrum import select_multikrum
+
+from fedland.config import FederationSection
+from fedland.federation.weights import Weights, to_record
+
+AUTO_FACTOR = 2.0  # `auto` bounds: twice the round's median (update norm, claimed examples)
+
+
+@dataclass
+class Reply:
+    """One accepted update: its node, the decoded delta and the claimed num-examples."""
+
+    node: int
+    delta: Weights
+    claimed: float
+
+
+@dataclass
+class Aggregate:
+    mean: Weights
+    weights: list[float]  # what each reply counted for (by the weighting policy)
+    norm_bound: float | None  # the bound applied this round (None: no bound)
+    clipped: list[int] = field(default_factory=list)  # nodes whose update was scaled down
+    capped: list[int] = field(default_factory=list)  # nodes whose claim was capped
+    excluded: list[int] = field(default_factory=list)  # nodes a selection rule left out
+    events: list[str] = field(default_factory=list)
+
+
+def aggregate(
+    replies: list[Reply], settings: FederationSection, largest_partition: float = 0.0
+) -> Aggregate:
+    """The round's update from `replies` (at least one) under `settings`;
+    `largest_partition` is the largest number of examples an honest node can claim, where the
+    server knows it (the partitions it computed), else 0."""
+    claims = [r.claimed for r in replies]
+    weights, capped, events = _weights(claims, settings.weighting, largest_partition)
+    events = [f"node {replies[i].node}: {text}" for i, text in zip(capped, events, strict=True)]
+    deltas, bound, clipped, notes = _bounded([r.delta for r in replies], settings)
+    events += [f"node {replies[i].node}: {text}" for i, text in zip(clipped, notes, strict=True)]
+    mean, kept, note = combine(deltas, weights, settings)
+    if note:
+        events.append(note)
+    excluded = [r.node for i, r in enumerate(replies) if i not in kept]
+    events += [f"node {node}: left out by {settings.aggregator}" for node in excluded]
+    return Aggregate(
+        mean=mean,
+        weights=weights,
+        norm_bound=bound,
+        clipped=[replies[i].node for i in clipped],
+        capped=[replies[i].node for i in capped],
+        excluded=excluded,
+        events=events,
+    )
+
+
+def _weights(
+    claims: list[float], policy: str, largest_partition: float
+) -> tuple[list[float], list[int], list[str]]:
+    if policy == "equal":
+        return [1.0] * len(claims), [], []
+    if policy == "claimed":
+        return list(claims), [], []
+    cap = max(largest_partition, AUTO_FACTOR * float(np.median(claims)))
+    over = [i for i, claim in enumerate(claims) if claim > cap]
+    texts = [f"num-examples {claims[i]:g} capped at {cap:g}" for i in over]
+    return [min(claim, cap) for claim in claims], over, texts
+
+
+def update_norm(delta: Weights) -> float:
+    return math.sqrt(sum(float(value.double().square().sum()) for value in delta.values()))
+
+
+def _bounded(
+    deltas: list[Weights], settings: FederationSection
+) -> tuple[list[Weights], float | None, list[int], list[str]]:
+    """Deltas longer than the bound scaled onto it; the bound; who was clipped and why."""
+    if settings.max_update_norm == "none":
+        return deltas, None, [], []
+    norms = [update_norm(delta) for delta in deltas]
+    bound = settings.norm_bound() or AUTO_FACTOR * float(np.median(norms))
+    clipped = [i for i, norm in enumerate(norms) if norm > bound]
+    bounded = list(deltas)
+    for i in clipped:
+        factor = bound / norms[i]
+        bounded[i] = {name: value * factor for name, value in deltas[i].items()}
+    texts = [f"update norm {norms[i]:.4g} clipped to {bound:.4g}" for i in clipped]
+    return bounded, bound, clipped, texts
+
+
+def combine(
+    deltas: list[Weights], weights: list[float], settings: FederationSection
+) -> tuple[Weights, list[int], str]:
+    """(the aggregate, the indices of the deltas it used, a note when the round had too few
+    replies for the assumed number of hostile nodes)."""
+    rule, names = settings.aggregator, list(deltas[0])
+    everyone = list(range(len(deltas)))
+    if rule == "fedavg":
+        return weighted_mean(deltas, weights), everyone, ""
+    if rule == "median":
+        return _coordinatewise(deltas, lambda stack: np.median(stack, axis=0)), everyone, ""
+    if rule == "trimmed_mean":
+        cut = settings.trim_fraction
+        return _coordinatewise(deltas, lambda stack: trim_mean(stack, cut)), everyone, ""
+    hostile, note = _assumed_hostile(rule, len(deltas), settings.num_malicious)
+    contents = [_content(delta, weight) for delta, weight in zip(deltas, weights, strict=True)]
+    if rule in ("krum", "multi_krum"):
+        count = 1 if rule == "krum" else len(deltas) - hostile
+        kept = _indices(select_multikrum(contents, hostile, count), contents)
+        chosen = [deltas[i] for i in kept]
+        return weighted_mean(chosen, [weights[i] for i in kept]), kept, note
+    theta = len(deltas) - 2 * hostile  # bulyan: Multi-Krum picks theta, then beta per coordinate
+    kept = _indices(select_multikrum(contents, hostile, theta), contents)
+    selected = [[deltas[i][name].numpy() for name in names] for i in kept]
+    medians = [np.median(np.stack(layers), axis=0) for layers in zip(*selected, strict=True)]
+    closest = aggregate_n_closest_weights(medians, selected, theta - 2 * hostile)
+    mean = {
+        name: _from_numpy(array, deltas[0][name])
+        for name, array in zip(names, closest, strict=True)
+    }
+    return mean, kept, note
+
+
+def weighted_mean(deltas: list[Weights], weights: list[float]) -> Weights:
+    total = sum(weights)
+    return {
+        name: sum(
+            delta[name] * (weight / total) for delta, weight in zip(deltas, weights, strict=True)
+        )
+        for name in deltas[0]
+    }
+
+
+def _assumed_hostile(rule: str, replies: int, num_malicious: int) -> tuple[int, str]:
+    """At most as many hostile nodes as the round's replies can outvote."""
+    per = 4 if rule == "bulyan" else 2
+    fits = max(0, (replies - 3) // per)
+    if num_malicious <= fits:
+        return num_malicious, ""
+    return fits, (
+        f"{rule}: {replies} replies cannot outvote {num_malicious} hostile nodes; "
+        f"this round assumes {fits}"
+    )
+
+
+def _coordinatewise(deltas: list[Weights], reduce) -> Weights:
+    """`reduce` over the nodes' axis of each tensor stacked across the deltas."""
+    stacked = {name: np.stack([delta[name].numpy() for delta in deltas]) for name in deltas[0]}
+    return {name: _from_numpy(reduce(stack), deltas[0][name]) for name, stack in stacked.items()}
+
+
+def _from_numpy(array: np.ndarray, like: torch.Tensor) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(array, dtype=np.float32)).to(like.dtype).reshape(like.shape)
+
+
+def _content(delta: Weights, weight: float) -> RecordDict:
+    """A reply's content as Flower's selection rules read it."""
+    return RecordDict(
+        {"arrays": to_record(delta), "metrics": MetricRecord({"num-examples": weight})}
+    )
+
+
+def _indices(selected: list[RecordDict], contents: list[RecordDict]) -> list[int]:
+    return sorted(next(i for i, c in enumerate(contents) if c is s) for s in selected)
