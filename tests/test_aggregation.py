@@ -108,24 +108,40 @@ def _replies(norms: list[float], claims: list[float] | None = None) -> list[Repl
     return [Reply(node, {"w": direction * n}, c) for node, (n, c) in enumerate(pairs, start=1)]
 
 
-def test_auto_norm_bound_scales_long_updates_onto_twice_the_median_and_names_the_node():
-    replies = _replies([1.0, 1.2, 0.9, 30.0])
+def test_auto_bound_scales_each_tensor_onto_twice_the_rounds_median_and_names_the_node():
+    """BatchNorm statistics dominate a real update's norm; a node that inflates only its
+    convolutions is still caught, tensor by tensor, and its statistics are left alone."""
+    torch.manual_seed(0)
+    replies = [Reply(node, {"conv": 0.1 * torch.randn(50), "running_var": 5 * torch.randn(50)},
+                     10.0) for node in range(1, 6)]  # fmt: skip
+    replies[3].delta["conv"] *= 30
+    conv_norms = [float(r.delta["conv"].norm()) for r in replies]
     result = aggregate(replies, dataclasses.replace(_settings(), max_update_norm="auto"))
-    bound = 2 * float(np.median([1.0, 1.2, 0.9, 30.0]))
-    assert result.norm_bound == pytest.approx(bound)
     assert result.clipped == [4]
-    assert result.events == [f"node 4: update norm 30 clipped to {bound:.4g}"]
-    clipped = (4 * _value(result.mean) - sum(0.6 * n for n in (1.0, 1.2, 0.9))) / 0.6
-    assert clipped == pytest.approx(bound, rel=1e-5)  # direction kept, length = the bound
+    assert len(result.events) == 1 and result.events[0].startswith(
+        "node 4: 1 of 2 tensors clipped to twice the round's median norm"
+    )
+    bound = 2 * float(np.median(conv_norms))
+    contributions = 5 * result.mean["conv"] - sum(r.delta["conv"] for r in replies if r.node != 4)
+    assert float(contributions.norm()) == pytest.approx(bound, rel=1e-5)  # onto the bound
+    direction = torch.nn.functional.cosine_similarity(contributions, replies[3].delta["conv"], 0)
+    assert float(direction) == pytest.approx(1.0, abs=1e-5)
+    expected = sum(r.delta["running_var"] for r in replies) / 5
+    torch.testing.assert_close(result.mean["running_var"], expected)
+    assert result.median_norm == pytest.approx(
+        float(np.median([update_norm(r.delta) for r in replies]))
+    )
 
 
-def test_a_numeric_norm_bound_clips_every_longer_update_and_none_clips_nothing():
+def test_a_numeric_norm_bound_clips_whole_updates_and_none_clips_nothing():
     replies = _replies([1.0, 3.0, 5.0])
     result = aggregate(replies, dataclasses.replace(_settings(), max_update_norm="2.5"))
-    assert result.clipped == [2, 3] and result.norm_bound == 2.5
+    assert result.clipped == [2, 3]
+    assert result.events == ["node 2: update norm 3 clipped to 2.5",
+                             "node 3: update norm 5 clipped to 2.5"]  # fmt: skip
     assert update_norm(result.mean) == pytest.approx((1.0 + 2.5 + 2.5) / 3, rel=1e-6)
     untouched = aggregate(replies, _settings())
-    assert untouched.clipped == [] and untouched.norm_bound is None
+    assert untouched.clipped == [] and untouched.events == []
     assert update_norm(untouched.mean) == pytest.approx(3.0, rel=1e-6)
 
 

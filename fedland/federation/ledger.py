@@ -40,13 +40,13 @@ class RoundLedger:
     clipped: int = 0  # updates scaled down to the norm bound
     capped: int = 0  # num-examples claims capped
     excluded: int = 0  # updates a selection rule (Krum, Bulyan) left out
-    norm_bound: float = math.nan  # the bound this round (NaN: none)
+    median_norm: float = math.nan  # the median accepted update's norm (before any bound)
     bounded: list[str] = field(default_factory=list)  # each clip, cap and exclusion, by node
 
     def record_aggregation(self, result: Aggregate) -> None:
         self.clipped, self.capped = len(result.clipped), len(result.capped)
         self.excluded = len(result.excluded)
-        self.norm_bound = math.nan if result.norm_bound is None else result.norm_bound
+        self.median_norm = result.median_norm
         self.bounded = list(result.events)
 
     def row(self) -> dict[str, Any]:
