@@ -46,6 +46,24 @@ def test_points_differ_only_in_what_is_swept():
     assert config.model == base.model and config.data == base.data
 
 
+def test_attacks_and_aggregators_sweep_as_varied_keys():
+    """`fedland sweep --set attack.num_nodes=2 --vary attack.kind=none,sign_flip
+    --vary federation.aggregator=fedavg,trimmed_mean`: the attack x aggregator table."""
+    from fedland.config import load_config
+    from fedland.simulations.sweep import point_config
+
+    base = load_config(None, ["attack.num_nodes=2"])
+    variants = [("attack.kind", ["none", "sign_flip"]),
+                ("federation.aggregator", ["fedavg", "trimmed_mean"])]  # fmt: skip
+    points = plan([4], None, 1, variants)
+    configs = [point_config(base, point) for point in points]
+    assert {(c.attack.kind, c.federation.aggregator) for c in configs} == {
+        ("none", "fedavg"), ("none", "trimmed_mean"),
+        ("sign_flip", "fedavg"), ("sign_flip", "trimmed_mean"),
+    }  # fmt: skip
+    assert points[-1].name == "up4-down4-seed0-kind=sign_flip-aggregator=trimmed_mean"
+
+
 def _result(bits, nme_by_round, up, down, seed=0, variant=()):
     """A finished run as the sweep reads it back: its summary and its metrics.jsonl rows."""
     point = SweepPoint(bits, default_downlink(bits), seed, variant)
