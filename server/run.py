@@ -29,6 +29,7 @@ from fedland.federation.client_data import partitions
 from fedland.federation.downlink import Broadcaster
 from fedland.federation.ledger import RoundLedger, RunWriter, read_rows
 from fedland.federation.partition import format_partition_table, partition_statistics
+from fedland.federation.run_folder import folder_lock, refuse_another_run, write_atomically
 from fedland.federation.settings import downlink_codec, resync_codec
 from fedland.federation.weights import float_state, from_record, load_float_state, to_record
 from fedland.model import DUNet
@@ -40,14 +41,23 @@ from fedland.train import resolve_device
 
 def run_federation(grid: Grid, config: ExperimentConfig, run_id: int | None = None) -> dict:
     """Run `federation.rounds` rounds; returns the summary written to `summary.json`
-    (`run_id`, Flower's id of the run, lets `fedland deploy traffic` find its traffic)."""
+    (`run_id`, Flower's id of the run, lets `fedland deploy traffic` find its traffic).
+    The folder is refused, and left as it was, when another run holds it or writes to it."""
     out = Path(config.federation.out)
     validate(config)  # configuration errors surface before any node is contacted
-    out.mkdir(parents=True, exist_ok=True)
-    resumed = _checkpoint_to_resume(out, config)
+    with folder_lock(out, "server"):
+        refuse_another_run(out, config.federation.resume)
+        resumed = _checkpoint_to_resume(out, config)  # refuses before anything is written
+        out.mkdir(parents=True, exist_ok=True)
+        return _run(grid, config, out, resumed, run_id)
+
+
+def _run(
+    grid: Grid, config: ExperimentConfig, out: Path, resumed: dict | None, run_id: int | None
+) -> dict:
     if resumed is None:
         (out / "metrics.jsonl").unlink(missing_ok=True)
-    (out / "config.yaml").write_text(dump_config(config))
+    write_atomically(out / "config.yaml", dump_config(config))
     meta, largest_partition = _write_partitions(config, out)
 
     torch.manual_seed(config.train.seed)
@@ -101,7 +111,7 @@ def _write_partitions(config: ExperimentConfig, out: Path) -> tuple[DatasetMeta,
     train_records, _, meta = load_split(config.data, config.data.train_split)
     parts = partitions(train_records, config, config.partition.num_partitions)
     stats = partition_statistics(train_records, parts, config.partition.attribute)
-    (out / "partitions.json").write_text(json.dumps(stats, indent=2))
+    write_atomically(out / "partitions.json", json.dumps(stats, indent=2))
     _say(
         f"{len(parts)} partitions of {len(train_records)} training samples "
         f"({config.partition.scheme} by {config.partition.attribute}):"
@@ -202,7 +212,7 @@ def _resume(
     model.load_state_dict(payload["model"])
     broadcaster.restore(float_state(model), payload["broadcast"], done, payload.get("downlink"))
     rows = [row for row in read_rows(out / "metrics.jsonl") if row["round"] <= done]
-    (out / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    write_atomically(out / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in rows))
     writer.resume(rows, payload.get("elapsed", 0.0))
     return done
 

@@ -4,8 +4,8 @@ everything it started.
 The harness starts its own SuperLink in simulation mode on free loopback ports (not the
 shared background one `flwr run` would leave running), submits the app with `flwr run
 --stream` under a private `FLWR_HOME`, echoes the server's progress lines, keeps Flower's full
-log in `OUT/flwr.log`, and stops the SuperLink's whole process group by id when the run ends,
-fails or is interrupted.
+log in `OUT/flwr.log` (appended, so a resumed run keeps the earlier log), and stops the
+SuperLink's whole process group by id when the run ends, fails or is interrupted.
 """
 
 from __future__ import annotations
@@ -28,6 +28,13 @@ import psutil
 from fedland.config import ExperimentConfig, dump_config, validate
 from fedland.federation.deployment import write_connection
 from fedland.federation.ledger import read_rows
+from fedland.federation.run_folder import (
+    RUN_FILES,
+    folder_lock,
+    refuse_another_run,
+    set_aside,
+    stamp,
+)
 
 # The Flower App project that `flwr run` packages (its pyproject.toml only: the apps are
 # this package's fedland.server and fedland.clients).
@@ -47,50 +54,76 @@ def simulate(
     out: str | Path,
     echo: Callable[[str], None] = print,
     app_dir: Path = APP_DIR,
+    force: bool = False,
 ) -> dict:
     """Run `config` on the Simulation Engine with one virtual node per partition; returns
-    the run's summary (also in `OUT/summary.json`)."""
+    the run's summary (also in `OUT/summary.json`). A folder holding another run is refused
+    before anything starts, unless the run resumes it or `force` moves that run aside."""
     validate(config)
     out = Path(out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    config.federation.out = str(out)
-    experiment = out / "config.yaml"
-    experiment.write_text(dump_config(config))
-    (out / "summary.json").unlink(missing_ok=True)
-    log_path = out / "flwr.log"
+    with folder_lock(out, "simulate"):
+        if force and not config.federation.resume and (moved := set_aside(out)) is not None:
+            echo(f"moved the run that was in {out} to {moved}")
+        refuse_another_run(out, config.federation.resume)
+        config.federation.out = str(out)
+        return _simulate(config, out, echo, app_dir)
+
+
+def _simulate(
+    config: ExperimentConfig, out: Path, echo: Callable[[str], None], app_dir: Path
+) -> dict:
+    before = {name: stamp(out / name) for name in RUN_FILES}
     federation = config.federation
-    run_config = f"config='{experiment}' out='{out}' num-server-rounds={federation.rounds}"
     resources = (
         f"num-supernodes={config.partition.num_partitions} "
         f"client-resources-num-cpus={_number(federation.client_cpus)} "
         f"client-resources-num-gpus={_number(federation.client_gpus)}"
     )
-    with tempfile.TemporaryDirectory(prefix="fedland-flwr-") as home, log_path.open("w") as log:
-        env = flower_environment(Path(home))
-        with local_superlink(env, log) as control:
-            write_connection(Path(home), CONNECTION, control, ca=None)
-            command = [
-                _tool("flwr"), "run", str(app_dir), CONNECTION,
-                "--run-config", run_config, "--federation-config", resources, "--stream",
-            ]  # fmt: skip
-            with subprocess.Popen(
-                command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-            ) as process:
-                assert process.stdout is not None
-                for line in process.stdout:
-                    log.write(line)
-                    log.flush()
-                    if _shown(line):
-                        echo(line.rstrip())
-                code = process.wait()
+    with tempfile.TemporaryDirectory(prefix="fedland-flwr-") as home:
+        experiment = Path(home) / "experiment.yaml"  # the server writes the run's own copy
+        experiment.write_text(dump_config(config))
+        run_config = f"config='{experiment}' out='{out}' num-server-rounds={federation.rounds}"
+        log_path = Path(home) / "flwr.log"
+        with log_path.open("w") as log:
+            env = flower_environment(Path(home))
+            with local_superlink(env, log) as control:
+                write_connection(Path(home), CONNECTION, control, ca=None)
+                command = [
+                    _tool("flwr"), "run", str(app_dir), CONNECTION,
+                    "--run-config", run_config, "--federation-config", resources, "--stream",
+                ]  # fmt: skip
+                with subprocess.Popen(
+                    command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+                ) as process:
+                    assert process.stdout is not None
+                    for line in process.stdout:
+                        log.write(line)
+                        log.flush()
+                        if _shown(line):
+                            echo(line.rstrip())
+                    code = process.wait()
+        log_path = _keep_log(log_path, out, before)
     summary_path = out / "summary.json"
-    if not summary_path.is_file():
+    if stamp(summary_path) == before["summary.json"]:  # no new summary: the run did not end
         rows = read_rows(out / "metrics.jsonl")
         raise SimulationError(
             f"the run did not finish (flwr run exited with {code}, {len(rows)} round(s) "
             f"recorded); see {log_path}"
         )
     return json.loads(summary_path.read_text())
+
+
+def _keep_log(log: Path, out: Path, before: dict) -> Path:
+    """Flower's log joins the run folder's `flwr.log` when the server took the folder (a
+    run file changed); otherwise (refused, failed before start) it is kept outside it."""
+    taken = any(stamp(out / name) != seen for name, seen in before.items() if name != "flwr.log")
+    if not taken:
+        kept = Path(tempfile.mkstemp(prefix="fedland-simulate-", suffix=".log")[1])
+        kept.write_bytes(log.read_bytes())
+        return kept
+    with (out / "flwr.log").open("ab") as handle:
+        handle.write(log.read_bytes())
+    return out / "flwr.log"
 
 
 def _shown(line: str) -> bool:

@@ -123,7 +123,7 @@ def run_sweep(
                 if parallel == 1 or line.startswith("round "):
                     echo(f"[{point.name}] {line}")
 
-            simulate(config, folder, echo=show)
+            simulate(_resuming(config), folder, echo=show)  # an interrupted run goes on
         summary = json.loads((folder / "summary.json").read_text())
         with lock:
             done[0] += 1
@@ -141,17 +141,21 @@ def run_sweep(
         return list(pool.map(one, range(len(points))))
 
 
+def _resuming(config: ExperimentConfig, **federation: object) -> ExperimentConfig:
+    """Sweep runs resume their folder's checkpoint, so an interrupted sweep loses no round."""
+    changed = dataclasses.replace(config.federation, resume=True, **federation)
+    return dataclasses.replace(config, federation=changed)
+
+
 def _finished(folder: Path, config: ExperimentConfig) -> bool:
     """A complete run of exactly these settings is already there (settings added to fedland
     since that run count with their defaults)."""
     summary, saved = folder / "summary.json", folder / "config.yaml"
     if not summary.is_file() or not saved.is_file():
         return False
-    planned = dataclasses.replace(
-        config, federation=dataclasses.replace(config.federation, out=str(folder.resolve()))
-    )
+    planned = _resuming(config, out=str(folder.resolve()))
     try:
-        existing = load_config_dict(yaml.safe_load(saved.read_text()) or {})
+        existing = _resuming(load_config_dict(yaml.safe_load(saved.read_text()) or {}))
     except ConfigError:
         existing = None
     if existing != planned:

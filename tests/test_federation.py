@@ -526,11 +526,13 @@ def test_nodes_may_choose_their_own_uplink_bits(tmp_path):
     )
 
     config.codec.node_uplink_bits = False
+    config.federation.out = str(tmp_path / "fixed" / "run")
     run_federation(LoopbackGrid(2, lambda n, r: r), config)  # fine: both use the run's bits
     grid = LoopbackGrid(2)
     grid.contexts[1].node_config["uplink-bits"] = 2
+    config.federation.out = str(tmp_path / "refused" / "run")
     run_federation(grid, config)
-    row = _rows(tmp_path)[1]
+    row = _rows(tmp_path / "refused")[1]
     assert row["accepted"] == 1 and row["rejected"] == 1
     assert "this run uses 4 bits" in row["rejections"][0]
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,40 @@ def test_flwr_run_runs_the_same_apps_from_the_app_project(tmp_path):
     assert summary["rounds"] == 1 and summary["uplink_bytes"] == rows[1]["uplink_bytes"]
     assert 0 < rows[1]["uplink_bytes"] < rows[1]["fp32_uplink_bytes"] / 4
     assert summary["config"]["codec"]["uplink_bits"] == 4  # the quickstart's
+
+
+def test_a_second_simulate_into_a_running_or_finished_folder_is_refused_and_force_moves_it(
+    tmp_path,
+):
+    """Two runs at once into one folder: the second is refused at once and the first's rows
+    stay its own; after it, `--force` starts afresh and the finished run lies beside, whole."""
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "fedland.cli", "simulate", "--out", str(out)]
+    settings = [*TINY_FEDERATION, "federation.rounds=1", "partition.num_partitions=2",
+                f"data.synthetic.cache_dir={tmp_path / 'cache'}"]  # fmt: skip
+    for setting in settings:
+        command += ["--set", setting]
+    leftovers = Leftovers()
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "config.yaml").is_file() and time.monotonic() < deadline:
+            time.sleep(0.2)  # the first run's server has taken the folder
+        second = subprocess.run([*command, "--set", "codec.uplink_bits=2"], capture_output=True,
+                                text=True, timeout=120)  # fmt: skip
+        assert second.returncode == 2 and "another run is using this folder" in second.stderr
+        output, _ = first.communicate(timeout=300)
+    finally:
+        stop_process_tree(first.pid)
+    assert first.returncode == 0, output[-2000:]
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [row["round"] for row in rows] == [0, 1]
+    summary = (out / "summary.json").read_bytes()
+    assert json.loads(summary)["config"]["codec"]["uplink_bits"] == 4
+
+    forced = subprocess.run([*command, "--force"], capture_output=True, text=True, timeout=300)
+    assert forced.returncode == 0, forced.stdout[-2000:] + forced.stderr[-2000:]
+    (moved,) = tmp_path.glob("run.replaced-*")
+    assert (moved / "summary.json").read_bytes() == summary
+    assert f"moved the run that was in {out} to {moved}" in forced.stdout
+    assert leftovers.after(30) == {}

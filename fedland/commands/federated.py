@@ -18,6 +18,9 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     )
     add_config_arguments(simulate)
     simulate.add_argument("--out", type=Path, help="run folder (default: federation.out)")
+    simulate.add_argument("--force", action="store_true",
+                          help="start afresh in a folder that holds another run (it is moved "
+                               "aside to OUT.replaced-DATE, not deleted)")  # fmt: skip
     simulate.set_defaults(handler=simulate_command)
 
     sweep = commands.add_parser(
@@ -72,7 +75,7 @@ def simulate_command(args: argparse.Namespace) -> int:
 
     config = load_config(args.config or QUICKSTART, args.overrides)
     out = args.out or Path(config.federation.out)
-    summary = simulate(config, out)
+    summary = simulate(config, out, force=args.force)
     metric = summary["metric"]
     rows = [
         [f"{metric} (%)", f"{summary[f'initial_{metric}']:.2f}", f"{summary[metric]:.2f}"],

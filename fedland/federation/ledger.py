@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fedland.federation.run_folder import write_atomically
+
 if TYPE_CHECKING:
     from fedland.federation.aggregation import Aggregate
 
@@ -107,7 +109,7 @@ class RunWriter:
             "attack": self.attack,
             "config": self.config,
         }
-        (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
+        write_atomically(self.out / "summary.json", json.dumps(summary, indent=2))
         return summary
 
 
