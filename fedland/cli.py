@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -20,9 +21,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Config, bit-setting, annotation and checkpoint errors all say what and where.
         print(f"fedland {args.command}: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"fedland {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM / SIGHUP during a run
+        signum = getattr(interrupt, "signum", 2)
+        print(f"fedland {args.command}: interrupted ({signal.Signals(signum).name})",
+              file=sys.stderr)  # fmt: skip
+        return 128 + signum
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -13,10 +13,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -40,6 +42,7 @@ from fedland.federation.run_folder import (
 # this package's fedland.server and fedland.clients).
 APP_DIR = Path(__file__).with_name("app")
 CONNECTION = "fedland-simulation"
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 STARTUP_SECONDS = 60.0
 # Flower's own log lines worth showing beside the server's progress lines.
 PROBLEMS = ("ERROR", "rejected", "failed", "no usable update")
@@ -61,7 +64,7 @@ def simulate(
     before anything starts, unless the run resumes it or `force` moves that run aside."""
     validate(config)
     out = Path(out).resolve()
-    with folder_lock(out, "simulate"):
+    with stopping_on_signals(), folder_lock(out, "simulate"):
         if force and not config.federation.resume and (moved := set_aside(out)) is not None:
             echo(f"moved the run that was in {out} to {moved}")
         refuse_another_run(out, config.federation.resume)
@@ -124,6 +127,28 @@ def _keep_log(log: Path, out: Path, before: dict) -> Path:
     with (out / "flwr.log").open("ab") as handle:
         handle.write(log.read_bytes())
     return out / "flwr.log"
+
+
+@contextmanager
+def stopping_on_signals() -> Iterator[None]:
+    """SIGTERM and SIGHUP (`kill`, `timeout`, a job scheduler, a closed terminal) end the run
+    the way Ctrl-C does: as a KeyboardInterrupt (carrying `signum`), so every `with` block
+    stops what it started. Only the main thread can receive signals; elsewhere, nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, _frame: object) -> None:
+        error = KeyboardInterrupt(signal.Signals(signum).name)
+        error.signum = signum
+        raise error
+
+    previous = {number: signal.signal(number, interrupt) for number in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def _shown(line: str) -> bool:

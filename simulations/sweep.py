@@ -137,6 +137,8 @@ def run_sweep(
 
     if parallel < 1:
         raise ValueError(f"--parallel must be at least 1, got {parallel}")
+    if parallel == 1:  # in the main thread, where SIGTERM stops a run as Ctrl-C does
+        return [one(index) for index in range(len(points))]
     with ThreadPoolExecutor(max_workers=parallel) as pool:
         return list(pool.map(one, range(len(points))))
 

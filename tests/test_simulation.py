@@ -5,6 +5,7 @@ stopped when the run ends."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -121,4 +122,31 @@ def test_a_second_simulate_into_a_running_or_finished_folder_is_refused_and_forc
     (moved,) = tmp_path.glob("run.replaced-*")
     assert (moved / "summary.json").read_bytes() == summary
     assert f"moved the run that was in {out} to {moved}" in forced.stdout
+    assert leftovers.after(30) == {}
+
+
+def test_sigterm_mid_run_stops_every_process_it_started(tmp_path):
+    """`kill`, `timeout` or a job scheduler: the whole tree goes (SuperLink, executor,
+    simulation, Ray), as with Ctrl-C, and the exit status says which signal."""
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "fedland.cli", "simulate", "--out", str(out)]
+    settings = [*TINY_FEDERATION, "federation.rounds=20", "partition.num_partitions=2",
+                f"data.synthetic.cache_dir={tmp_path / 'cache'}"]  # fmt: skip
+    for setting in settings:
+        command += ["--set", setting]
+    leftovers, signum = Leftovers(), signal.SIGTERM
+    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        metrics = out / "metrics.jsonl"
+        while time.monotonic() < deadline and run.poll() is None:
+            if metrics.is_file() and len(metrics.read_text().splitlines()) >= 2:
+                break  # round 1 recorded: Ray and the app processes are all up
+            time.sleep(0.2)
+        assert run.poll() is None, "the run ended before it could be stopped"
+        run.send_signal(signum)
+        _, errors = run.communicate(timeout=120)
+    finally:
+        stop_process_tree(run.pid)
+    assert run.returncode == 128 + signum and signal.Signals(signum).name in errors
     assert leftovers.after(30) == {}
