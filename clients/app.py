@@ -11,6 +11,8 @@ from fedland.federation.client_data import node_experiment
 from fedland.federation.local import train_locally
 from fedland.federation.settings import (
     EXPERIMENT,
+    NUM_PARTITIONS,
+    PARTITION_ID,
     SERVER_ROUND,
     NodeSettings,
     experiment_from_text,
@@ -37,6 +39,8 @@ def train(msg: Message, context: Context) -> Message:
             "loss": result.loss,
             "seconds": result.seconds,
             "peak-memory-mb": result.peak_memory_mb,
+            PARTITION_ID: node.partition_id,
+            NUM_PARTITIONS: 0 if node.data_path is not None else node.num_partitions,
         }
     )
     content = RecordDict({"arrays": to_record(result.weights), "metrics": metrics})

@@ -231,6 +231,7 @@ class FederationSection:
     weighting: str = setting("capped", one_of(*WEIGHTINGS))  # capped: num-examples <= 2x median
     trim_fraction: float = setting(0.25, between(0, 0.49))  # trimmed_mean: cut at each end
     num_malicious: int = setting(2, at_least(0))  # krum, multi_krum, bulyan: nodes assumed hostile
+    max_idle_rounds: int = setting(3, at_least(1))  # rounds in a row without an update: stop
 
     def norm_bound(self) -> float | None:
         """An absolute bound on each update's norm; None for `auto` and `none`."""
@@ -294,6 +295,13 @@ def _check_hostile_settings(config: ExperimentConfig) -> None:
     node or a node that does not exist, are refused before anything starts."""
     federation, attack = config.federation, config.attack
     partitions = config.partition.num_partitions
+    for key in ("min_train_nodes", "min_available_nodes"):
+        if getattr(federation, key) > partitions:
+            raise ConfigError(
+                f"federation.{key}: {getattr(federation, key)} nodes can never be reached with "
+                f"{partitions} partitions (partition.num_partitions); the run would wait forever",
+                f"federation.{key}",
+            )
     sampled = max(int(partitions * federation.fraction_train), federation.min_train_nodes)
     needed = least_replies(federation.aggregator, federation.num_malicious)
     if sampled < needed:

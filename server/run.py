@@ -34,7 +34,7 @@ from fedland.federation.settings import downlink_codec, resync_codec
 from fedland.federation.weights import float_state, from_record, load_float_state, to_record
 from fedland.model import DUNet
 from fedland.model.checkpoint import load_checkpoint, save_checkpoint
-from fedland.server.strategy import QuantizedFedAvg
+from fedland.server.strategy import FederationStalled, QuantizedFedAvg
 from fedland.task import evaluate_model, evaluation_dataset, flip_test_enabled, task_model
 from fedland.train import resolve_device
 
@@ -94,6 +94,11 @@ def _run(
         timeout=federation.round_timeout,
         evaluate_fn=evaluate,
     )
+    if strategy.trained_rounds == 0:
+        raise FederationStalled(
+            f"no round accepted an update, so the run trained nothing; see the reasons logged "
+            f"for each node (metrics.jsonl: failures, rejections) in {out}"
+        )
     save_checkpoint(out / "final.pt", model, round=federation.rounds, config=config.to_dict())
     summary = writer.summary()
     _say(

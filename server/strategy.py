@@ -32,6 +32,8 @@ from fedland.federation.settings import (
     EXPERIMENT,
     FEDLAND_VERSION,
     KIND,
+    NUM_PARTITIONS,
+    PARTITION_ID,
     UPLINK_BITS,
     UPLINK_SEED,
     client_view,
@@ -45,6 +47,10 @@ log = logging.getLogger("flwr")  # shown with Flower's own log, streamed by `flw
 
 class UpdateRejected(ValueError):
     """A reply that cannot go into the average."""
+
+
+class FederationStalled(RuntimeError):
+    """Rounds in a row without a usable update: the run cannot train; says why."""
 
 
 class QuantizedFedAvg(FedAvg):
@@ -65,6 +71,8 @@ class QuantizedFedAvg(FedAvg):
         self.node_uplink_bits = experiment.codec.node_uplink_bits
         self.ledger = RoundLedger()
         self.round_offset = 0  # rounds done before this start (a resumed run)
+        self.idle_rounds = 0  # rounds in a row that ended without a usable update
+        self.trained_rounds = 0
         self._expected = shapes(broadcaster.exact)
         self._fp32_update = fp32_bytes(broadcaster.exact)
 
@@ -109,6 +117,7 @@ class QuantizedFedAvg(FedAvg):
             if reply.has_error():
                 ledger.failed += 1
                 failed.add(node)
+                ledger.failures.append(f"node {node}: {reply.error.reason}")
                 log.warning(
                     "node %d failed in round %d: %s", node, server_round, reply.error.reason
                 )
@@ -132,7 +141,10 @@ class QuantizedFedAvg(FedAvg):
         self.broadcaster.confirm(replied, failed)
         if not accepted:
             log.warning("round %d: no usable update; the global model is unchanged", server_round)
+            self._idle(server_round)
             return None, None
+        self.idle_rounds = 0
+        self.trained_rounds += 1
         result = aggregate(
             [reply for reply, _ in accepted], self.experiment.federation, self.largest_partition
         )
@@ -147,6 +159,19 @@ class QuantizedFedAvg(FedAvg):
         ledger.peak_memory_mb = max(m["peak-memory-mb"] for _, m in accepted)
         metrics = MetricRecord({"loss": ledger.loss, "num-examples": int(total)})
         return to_record(self.broadcaster.exact), metrics
+
+    def _idle(self, server_round: int) -> None:
+        self.idle_rounds += 1
+        limit = self.experiment.federation.max_idle_rounds
+        if self.idle_rounds >= limit:
+            ledger = self.ledger
+            reasons = ledger.failures + ledger.rejections
+            if silent := ledger.failed - len(ledger.failures):
+                reasons.append(f"{silent} node(s) did not reply in time")
+            raise FederationStalled(
+                f"no usable update in {limit} round(s) in a row (up to round {server_round}, "
+                f"federation.max_idle_rounds); the nodes said:\n  " + "\n  ".join(reasons)
+            )
 
     def _uplink_seed(self, server_round: int, node: int) -> int:
         return derive_seed(self.experiment.train.seed, "uplink", server_round, node)
@@ -166,6 +191,14 @@ class QuantizedFedAvg(FedAvg):
         weight = metrics["num-examples"]
         if not isinstance(weight, int | float) or not math.isfinite(weight) or weight <= 0:
             raise UpdateRejected(f"num-examples must be a positive number, got {weight!r}")
+        share = metrics.get(NUM_PARTITIONS, 0)
+        partitions = self.experiment.partition.num_partitions
+        if share not in (0, partitions):
+            raise UpdateRejected(
+                f"trained partition {metrics.get(PARTITION_ID)} of {share}, but this run splits "
+                f"the data into {partitions} (partition.num_partitions); give the nodes "
+                f"num-partitions={partitions}, or set partition.num_partitions to the node count"
+            )
         bits = metrics[UPLINK_BITS]
         if bits not in ALLOWED_BITS:
             raise UpdateRejected(f"uplink-bits {bits!r} is not one of {ALLOWED_BITS}")

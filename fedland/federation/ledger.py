@@ -39,6 +39,7 @@ class RoundLedger:
     client_seconds: float = math.nan  # mean local seconds
     peak_memory_mb: float = math.nan  # largest client peak
     rejections: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)  # why each failed node failed
     clipped: int = 0  # updates scaled down to the norm bound
     capped: int = 0  # num-examples claims capped
     excluded: int = 0  # updates a selection rule (Krum, Bulyan) left out

@@ -47,6 +47,9 @@ UPLINK_BITS = "uplink-bits"
 SERVER_ROUND = "server-round"
 DOWNLINK_SEED = "downlink-seed"  # what the payload was encoded with (rotation, rounding)
 UPLINK_SEED = "uplink-seed"  # what the node encodes its reply with; the server decodes by it
+# Keys of a reply's MetricRecord beside the training metrics: which share the node trained.
+PARTITION_ID = "partition-id"
+NUM_PARTITIONS = "num-partitions"  # 0: the node trains on its own data (data-path)
 # Read by the server alone (evaluation, rounds, sampling, the run folder, centralized-only
 # training keys); a node's copy of the experiment leaves them out and has defaults there.
 SERVER_ONLY = {
@@ -54,7 +57,8 @@ SERVER_ONLY = {
     "train": ("epochs", "lr_milestones", "flip_test", "out", "time_limit_minutes"),
     "federation": ("rounds", "fraction_train", "min_train_nodes", "min_available_nodes",
                    "round_timeout", "client_gpus", "out", "resume", "aggregator",
-                   "max_update_norm", "weighting", "trim_fraction", "num_malicious"),
+                   "max_update_norm", "weighting", "trim_fraction", "num_malicious",
+                   "max_idle_rounds"),
 }  # fmt: skip
 FEDLAND_VERSION = "fedland-version"  # the server's; a node with another one refuses
 
