@@ -15,9 +15,10 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from fedland.config import ExperimentConfig, dump_config
+from fedland.config import ConfigError, ExperimentConfig, dump_config, load_config_dict
 from fedland.data.dataset import make_loader
 from fedland.evaluation import is_better, primary_metric
+from fedland.federation.run_folder import write_atomically
 from fedland.model.checkpoint import load_checkpoint, save_checkpoint
 from fedland.task import build_data, evaluate_model, flip_test_enabled, task_model
 from fedland.train import make_optimizer, resolve_device, train_epoch
@@ -33,8 +34,10 @@ def train(config: ExperimentConfig, out: str | Path, resume: bool = False) -> di
     last = out / "last.pt"
     if last.exists() and not resume:
         raise RunFolderError(f"{out} already holds a run; pass --resume or choose another --out")
+    if resume and last.exists():
+        _refuse_other_settings(last, config)  # before anything in the folder changes
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(dump_config(config))
+    write_atomically(out / "config.yaml", dump_config(config))
     torch.manual_seed(config.train.seed)
     device = resolve_device(config.train.device)
     task = build_data(config, progress=True)
@@ -127,8 +130,38 @@ def train(config: ExperimentConfig, out: str | Path, resume: bool = False) -> di
         "wall_seconds": time.perf_counter() - started,
         "config": config.to_dict(),
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_atomically(out / "summary.json", json.dumps(summary, indent=2))
     return summary
+
+
+# What a resumed run may change: how long it trains, where, and with how many data workers.
+RESUMABLE_CHANGES = ("train.epochs", "train.out", "train.time_limit_minutes", "data.workers")
+
+
+def _refuse_other_settings(last: Path, config: ExperimentConfig) -> None:
+    """A resumed run trains the checkpoint's model with its optimizer: other settings would
+    be recorded but not used, so they are refused, each named."""
+    _, payload = load_checkpoint(last)
+    saved = _flat(load_config_dict(payload["config"]).to_dict())
+    planned = _flat(config.to_dict())
+    differ = [
+        key for key in planned if key not in RESUMABLE_CHANGES and saved.get(key) != planned[key]
+    ]
+    if differ:
+        changes = "; ".join(
+            f"{key}: {saved.get(key)!r} there, {planned[key]!r} now" for key in differ
+        )
+        raise ConfigError(f"{last}: cannot resume with other settings ({changes})")
+
+
+def _flat(settings: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def _rng_state(loader_generator: torch.Generator, device: torch.device) -> dict:

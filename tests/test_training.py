@@ -226,3 +226,19 @@ def test_processes_asking_for_the_same_synthetic_data_at_once_all_get_all_of_it(
         sizes = list(pool.map(_train_split_size, [str(tmp_path)] * 3))
     assert len(set(sizes)) == 1 and sizes[0] > 0
     assert len(list(tmp_path.glob("face-*"))) == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "named"), [("train.lr=0.01", "train.lr"), ("model.width=8", "model.width")]
+)
+def test_resume_with_other_settings_is_refused_by_name_and_changes_nothing(
+    tmp_path, capsys, change, named
+):
+    out = tmp_path / "run"
+    train(_config(tmp_path, "300w", "train.epochs=1"), out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    options = [flag for item in _overrides(tmp_path, "300w", change) for flag in ("--set", item)]
+    capsys.readouterr()
+    assert main(["train", *options, "--out", str(out), "--resume"]) == 2
+    assert f"cannot resume with other settings ({named}:" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
