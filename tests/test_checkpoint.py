@@ -3,6 +3,7 @@ import torch
 
 from fedland.model import build_model
 from fedland.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from fedland.model.integrity import tensors_digest
 from tests.conftest import images
 
 
@@ -47,3 +48,23 @@ def test_unreadable_checkpoints_name_the_file(tmp_path):
         load_checkpoint(other)
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_a_checkpoint_with_changed_weight_bytes_or_nan_is_refused(tiny, tmp_path):
+    model = build_model(num_unets=2, order=1, **tiny)
+    path = save_checkpoint(tmp_path / "ckpt.pt", model)
+    raw = bytearray(path.read_bytes())
+    weight = max(model.state_dict().values(), key=lambda t: t.numel())
+    start = bytes(raw).find(weight.numpy().tobytes()[:64])
+    assert start > 0
+    raw[start : start + 64] = bytes(b ^ 0xFF for b in raw[start : start + 64])  # 64 bytes flipped
+    damaged = tmp_path / "damaged.pt"
+    damaged.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match=r"damaged\.pt: the weights do not match"):
+        load_checkpoint(damaged)
+    payload = torch.load(path, weights_only=True)
+    name = next(iter(payload["model"]))
+    payload["model"][name].view(-1)[0] = float("nan")
+    torch.save({**payload, "checksum": tensors_digest(payload["model"])}, tmp_path / "nan.pt")
+    with pytest.raises(CheckpointError, match=rf"nan\.pt: tensor '{name}' holds NaN"):
+        load_checkpoint(tmp_path / "nan.pt")

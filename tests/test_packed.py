@@ -87,3 +87,56 @@ def test_a_header_pointing_outside_the_data_is_rejected(tiny):
     forged = raw[:8] + struct.pack("<II", 1, len(body)) + body + raw[16 + length :]
     with pytest.raises(PackedFileError, match="outside the data section"):
         read_packed(forged)
+
+
+def _forge(raw: bytes, header: dict, data: bytes, *, resign: bool) -> bytes:
+    """A version-2 file with `header` and `data`; `resign`: with a checksum that matches."""
+    from fedland.model.packed import _digest
+
+    header = {key: value for key, value in header.items() if key != "sha256"}
+    if resign:
+        header["sha256"] = _digest(header, data)
+    body = zlib.compress(json.dumps(header, separators=(",", ":")).encode())
+    return raw[:8] + struct.pack("<II", 2, len(body)) + body + data
+
+
+def _data(raw: bytes) -> bytes:
+    _, _, length = struct.unpack_from("<8sII", raw)
+    return raw[16 + length :]
+
+
+def test_changed_bytes_or_swapped_offsets_fail_the_checksum(tiny):
+    out = io.BytesIO()
+    write_packed(_trained(tiny, "w2a8g8"), out)
+    raw = out.getvalue()
+    header, data = _header(raw), bytearray(_data(raw))
+    data[len(data) // 2 : len(data) // 2 + 16] = bytes(16)  # changed in place, same length
+    with pytest.raises(PackedFileError, match="do not match the checksum"):
+        read_packed(_forge(raw, header, bytes(data), resign=False))
+    floats = [e for e in header["tensors"] if e["kind"] == "float32"]
+    same = next((a, b) for a in floats for b in floats
+                if a is not b and a["data"][1] == b["data"][1])  # fmt: skip
+    same[0]["data"], same[1]["data"] = same[1]["data"], same[0]["data"]
+    with pytest.raises(PackedFileError, match="do not match the checksum"):
+        read_packed(_forge(raw, header, _data(raw), resign=False))
+
+
+def test_a_header_claiming_a_huge_model_is_refused_before_allocating(tiny):
+    out = io.BytesIO()
+    write_packed(_trained(tiny, "w1a8g8"), out)
+    raw = out.getvalue()
+    header = _header(raw)
+    header["model"]["width"] = 10**6  # a model of terabytes, with a matching checksum
+    with pytest.raises(PackedFileError, match="describes a model of .* values; the file holds"):
+        read_packed(_forge(raw, header, _data(raw), resign=True))
+
+
+def test_a_model_with_nan_weights_is_refused_by_tensor(tiny):
+    model = _trained(tiny, "w32a32g32")
+    name, parameter = next(iter(model.named_parameters()))
+    with torch.no_grad():
+        parameter.view(-1)[0] = float("nan")
+    out = io.BytesIO()
+    write_packed(model, out)
+    with pytest.raises(PackedFileError, match=f"{name}.*NaN or Inf"):
+        read_packed(out.getvalue())

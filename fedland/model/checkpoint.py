@@ -7,8 +7,9 @@ from typing import Any
 
 import torch
 
-from fedland.model.config import DUNetConfig
+from fedland.model.config import DUNetConfig, ModelConfigError
 from fedland.model.dunet import DUNet
+from fedland.model.integrity import first_not_finite, parameter_count, tensors_digest
 
 CHECKPOINT_FORMAT = "fedland-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -27,6 +28,7 @@ def save_checkpoint(path: str | Path, model: DUNet, **extra: Any) -> Path:
         "version": CHECKPOINT_VERSION,
         "model_config": model.config.to_dict(),
         "model": model.state_dict(),
+        "checksum": tensors_digest(model.state_dict()),
         **extra,
     }
     tmp = path.with_name(path.name + ".tmp")
@@ -51,9 +53,21 @@ def load_checkpoint(path: str | Path) -> tuple[DUNet, dict[str, Any]]:
             f"{path}: checkpoint version {payload.get('version')} is not supported "
             f"(this fedland reads version {CHECKPOINT_VERSION})"
         )
+    state = payload.get("model")
+    if not isinstance(state, dict) or not all(isinstance(t, torch.Tensor) for t in state.values()):
+        raise CheckpointError(f"{path}: no model weights in the checkpoint")
+    if "checksum" in payload and tensors_digest(state) != payload["checksum"]:
+        raise CheckpointError(f"{path}: the weights do not match their checksum (damaged file)")
+    if (name := first_not_finite(state.items())) is not None:
+        raise CheckpointError(f"{path}: tensor {name!r} holds NaN or Inf")
     try:
-        model = DUNet(DUNetConfig.from_dict(payload["model_config"]))
-        model.load_state_dict(payload["model"])
-    except (KeyError, ValueError, RuntimeError) as error:
+        config = DUNetConfig.from_dict(payload["model_config"])
+        held = sum(t.numel() for t in state.values())
+        if parameter_count(config) != held:  # before allocating what the config claims
+            raise ValueError(f"its config describes {parameter_count(config):,} values, "
+                             f"the file holds {held:,}")  # fmt: skip
+        model = DUNet(config)
+        model.load_state_dict(state)
+    except (KeyError, TypeError, ValueError, RuntimeError, ModelConfigError) as error:
         raise CheckpointError(f"{path}: model does not match its config ({error})") from error
     return model, payload

@@ -1,14 +1,18 @@
 """Packed model files: quantized weights stored at their bit-width, the rest in float32.
 
 Layout: the 8-byte magic `FEDLANDP`, a little-endian uint32 format version, a uint32 header
-length, a zlib-compressed UTF-8 JSON header (model config and a table of tensors with
-offsets), then the raw data. Nothing is unpickled on load, so a file from elsewhere cannot
-run code. BatchNorm is stored folded as a per-channel (scale, shift) pair, the form its eval
-mode computes, so a loaded model reproduces the quantized model's outputs bit for bit.
+length, a zlib-compressed UTF-8 JSON header (model config, a table of tensors with offsets
+and, from version 2, the SHA-256 of the header without it and the data), then the raw data.
+Nothing is unpickled on load, so a file from elsewhere cannot run code; a damaged file (a
+byte changed anywhere, offsets swapped, a header claiming a model larger than the file can
+hold, NaN or Inf values) is refused before a model is built from it. BatchNorm is stored
+folded as a per-channel (scale, shift) pair, the form its eval mode computes, so a loaded
+model reproduces the quantized model's outputs bit for bit.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import struct
@@ -21,6 +25,7 @@ from torch import nn
 
 from fedland.model.config import DUNetConfig, ModelConfigError
 from fedland.model.dunet import DUNet
+from fedland.model.integrity import first_not_finite, parameter_count
 from fedland.model.norm import BatchNorm2d, ChannelAffine
 from fedland.quant.bitspec import FULL_PRECISION
 from fedland.quant.conv import QuantConv2d
@@ -28,7 +33,8 @@ from fedland.quant.packing import pack_bits, packed_size, unpack_bits
 from fedland.quant.quantizers import dequantize, quantize_weight
 
 MAGIC = b"FEDLANDP"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # version 1: the same layout without the checksum
 _PREAMBLE = struct.Struct("<8sII")
 
 
@@ -73,12 +79,11 @@ def write_packed(model: DUNet, target: str | Path | BinaryIO) -> int:
                     {"name": full_name, "kind": "float32", "shape": list(tensor.shape)},
                     ("data", _raw(tensor)),
                 )
-    header = json.dumps(
-        {"model": model.config.to_dict(), "tensors": entries, "data_bytes": offset},
-        separators=(",", ":"),
-    ).encode()
-    header = zlib.compress(header, 9)
-    payload = _PREAMBLE.pack(MAGIC, FORMAT_VERSION, len(header)) + header + b"".join(blobs)
+    data = b"".join(blobs)
+    fields = {"model": model.config.to_dict(), "tensors": entries, "data_bytes": offset}
+    fields["sha256"] = _digest(fields, data)
+    header = zlib.compress(json.dumps(fields, separators=(",", ":")).encode(), 9)
+    payload = _PREAMBLE.pack(MAGIC, FORMAT_VERSION, len(header)) + header + data
     if isinstance(target, (str, Path)):
         path = Path(target)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -102,8 +107,14 @@ def read_packed(source: str | Path | bytes) -> DUNet:
     header, blob = _split(data, label)
     try:
         config = DUNetConfig.from_dict(header["model"])
+        count = parameter_count(config)
     except (KeyError, TypeError, ModelConfigError) as error:
         raise PackedFileError(f"{label}: bad model config in header ({error})") from error
+    if count > 8 * len(blob):  # every value takes at least one bit
+        raise PackedFileError(
+            f"{label}: the header describes a model of {count:,} values; the file holds "
+            f"{len(blob):,} bytes of data"
+        )
     with torch.device("cpu"):
         model = DUNet(config)
     model.eval()
@@ -121,6 +132,8 @@ def read_packed(source: str | Path | bytes) -> DUNet:
     missing = sorted(expected - loaded)
     if missing:
         raise PackedFileError(f"{label}: missing tensors {', '.join(missing[:5])}")
+    if (name := first_not_finite(model.state_dict().items())) is not None:
+        raise PackedFileError(f"{label}: tensor {name!r} holds NaN or Inf")
     return model
 
 
@@ -192,10 +205,10 @@ def _split(data: bytes, label: str) -> tuple[dict[str, Any], memoryview]:
     magic, version, header_length = _PREAMBLE.unpack_from(data)
     if magic != MAGIC:
         raise PackedFileError(f"{label}: not a fedland packed model file (bad magic)")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise PackedFileError(
             f"{label}: packed format version {version} is not supported "
-            f"(this fedland reads version {FORMAT_VERSION})"
+            f"(this fedland reads versions {', '.join(map(str, READABLE_VERSIONS))})"
         )
     end = _PREAMBLE.size + header_length
     if end > len(data):
@@ -211,7 +224,16 @@ def _split(data: bytes, label: str) -> tuple[dict[str, Any], memoryview]:
             if isinstance(header, dict)
             else f"{label}: header is not a JSON object"
         )
+    if version >= 2 and header.pop("sha256", None) != _digest(header, blob):
+        raise PackedFileError(f"{label}: contents do not match the checksum (damaged file)")
     return header, blob
+
+
+def _digest(fields: dict[str, Any], data: bytes | memoryview) -> str:
+    """SHA-256 of the header's fields (without the checksum) and the data section."""
+    digest = hashlib.sha256(json.dumps(fields, separators=(",", ":")).encode())
+    digest.update(data)
+    return digest.hexdigest()
 
 
 def _slice(blob: memoryview, start: int, length: int) -> memoryview:
