@@ -133,6 +133,18 @@ def test_auto_bound_scales_each_tensor_onto_twice_the_rounds_median_and_names_th
     )
 
 
+def test_a_tensor_that_most_nodes_leave_unchanged_is_bounded_at_zero():
+    replies = [Reply(node, {"w": torch.ones(4), "frozen": torch.zeros(3)}, 10.0)
+               for node in range(1, 4)]  # fmt: skip
+    replies[2].delta["frozen"] = torch.full((3,), 0.5)
+    result = aggregate(replies, dataclasses.replace(_settings(), max_update_norm="auto"))
+    assert result.clipped == [3] and torch.equal(result.mean["frozen"], torch.zeros(3))
+    assert result.events == [
+        "node 3: 1 of 2 tensors clipped to twice the round's median norm; "
+        "1 that most nodes left unchanged set to zero"
+    ]
+
+
 def test_a_numeric_norm_bound_clips_whole_updates_and_none_clips_nothing():
     replies = _replies([1.0, 3.0, 5.0])
     result = aggregate(replies, dataclasses.replace(_settings(), max_update_norm="2.5"))

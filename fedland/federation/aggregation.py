@@ -138,10 +138,12 @@ def _per_tensor_factors(deltas: list[Weights]) -> tuple[list[dict[str, float]], 
             name: bounds[name] / norms[name][i] for name in delta if norms[name][i] > bounds[name]
         }
         factors.append(over)
-        worst = 1 / min(over.values()) if over else 1.0
+        ratios = [norms[name][i] / bounds[name] for name in over if bounds[name] > 0]
+        zeroed = len(over) - len(ratios)
         texts.append(
-            f"{len(over)} of {len(delta)} tensors clipped to twice the round's median norm "
-            f"(up to {worst:.3g}x over)"
+            f"{len(over)} of {len(delta)} tensors clipped to twice the round's median norm"
+            + (f" (up to {max(ratios):.3g}x over)" if ratios else "")
+            + (f"; {zeroed} that most nodes left unchanged set to zero" if zeroed else "")
         )
     return factors, texts
 
