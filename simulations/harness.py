@@ -63,6 +63,9 @@ def simulate(
     the run's summary (also in `OUT/summary.json`). A folder holding another run is refused
     before anything starts, unless the run resumes it or `force` moves that run aside."""
     validate(config)
+    root = config.data.root
+    if root is not None and not Path(root).exists():  # the nodes here read the same path
+        raise FileNotFoundError(f"data.root: {root} does not exist")
     out = Path(out).resolve()
     with stopping_on_signals(), folder_lock(out, "simulate"):
         if force and not config.federation.resume and (moved := set_aside(out)) is not None:

@@ -53,6 +53,13 @@ def test_simulate_names_a_bad_config_key(tmp_path, capsys):
     assert "codec.uplink_bitz" in capsys.readouterr().err
 
 
+def test_simulate_refuses_a_missing_data_root_before_starting_anything(tmp_path, capsys):
+    missing = tmp_path / "no-such-dataset"
+    assert main(["simulate", "--out", str(tmp_path / "run"), "--set", f"data.root={missing}"]) == 2
+    assert f"data.root: {missing} does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def test_flwr_run_runs_the_same_apps_from_the_app_project(tmp_path):
     """`flwr run simulations/app` with the run config of its pyproject.toml, where `set` alone
     makes it a tiny one-round run into `out`: the defaults of num-server-rounds and out do
