@@ -95,17 +95,23 @@ def test_flwr_run_runs_the_same_apps_from_the_app_project(tmp_path):
     assert summary["config"]["codec"]["uplink_bits"] == 4  # the quickstart's
 
 
+def _simulate_command(tmp_path: Path, out: Path, rounds: int) -> list[str]:
+    """`fedland simulate` of a tiny two-node run into `out`, as a command line."""
+    command = [sys.executable, "-m", "fedland.cli", "simulate", "--out", str(out)]
+    settings = [*TINY_FEDERATION, f"federation.rounds={rounds}", "partition.num_partitions=2",
+                f"data.synthetic.cache_dir={tmp_path / 'cache'}"]  # fmt: skip
+    for setting in settings:
+        command += ["--set", setting]
+    return command
+
+
 def test_a_second_simulate_into_a_running_or_finished_folder_is_refused_and_force_moves_it(
     tmp_path,
 ):
     """Two runs at once into one folder: the second is refused at once and the first's rows
     stay its own; after it, `--force` starts afresh and the finished run lies beside, whole."""
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "fedland.cli", "simulate", "--out", str(out)]
-    settings = [*TINY_FEDERATION, "federation.rounds=1", "partition.num_partitions=2",
-                f"data.synthetic.cache_dir={tmp_path / 'cache'}"]  # fmt: skip
-    for setting in settings:
-        command += ["--set", setting]
+    command = _simulate_command(tmp_path, out, rounds=1)
     leftovers = Leftovers()
     first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -136,11 +142,7 @@ def test_sigterm_mid_run_stops_every_process_it_started(tmp_path):
     """`kill`, `timeout` or a job scheduler: the whole tree goes (SuperLink, executor,
     simulation, Ray), as with Ctrl-C, and the exit status says which signal."""
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "fedland.cli", "simulate", "--out", str(out)]
-    settings = [*TINY_FEDERATION, "federation.rounds=20", "partition.num_partitions=2",
-                f"data.synthetic.cache_dir={tmp_path / 'cache'}"]  # fmt: skip
-    for setting in settings:
-        command += ["--set", setting]
+    command = _simulate_command(tmp_path, out, rounds=20)
     leftovers, signum = Leftovers(), signal.SIGTERM
     run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
