@@ -2,14 +2,17 @@
 
 A run may start in a folder only if it holds no other run's results (or the run resumes it),
 and only one process writes to a folder at a time: the server holds a lock for the run's
-life, and `fedland simulate` holds its own while it runs. The locks lie beside the folder
-(`runs/.NAME.server.lock`), so a refused command leaves the folder itself byte for byte as it
-was. Results are written atomically (a temporary file, then a rename).
+life, and `fedland simulate` holds its own while it runs. The lock files live in the
+temporary directory, named by the folder's resolved path, so a refused command leaves the
+folder (and its parent) byte for byte as it was. Results are written atomically (a temporary
+file, then a rename).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,9 +47,8 @@ def refuse_another_run(out: Path, resume: bool) -> None:
 
 @contextmanager
 def folder_lock(out: Path, role: str) -> Iterator[None]:
-    """Hold `role`'s lock on `out` (beside it) or refuse at once, naming the holder."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    path = out.parent / f".{out.name}.{role}.lock"
+    """Hold `role`'s lock on `out` or refuse at once."""
+    path = _lock_path(out, role)
     lock = FileLock(path)
     try:
         lock.acquire(timeout=0)
@@ -58,6 +60,14 @@ def folder_lock(out: Path, role: str) -> Iterator[None]:
         yield
     finally:
         lock.release()
+
+
+def _lock_path(out: Path, role: str) -> Path:
+    """One lock file per folder and role, the same for every process on this machine."""
+    folder = Path(tempfile.gettempdir()) / f"fedland-locks-{os.getuid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    name = hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:24]
+    return folder / f"{name}.{role}.lock"
 
 
 def set_aside(out: Path) -> Path | None:
