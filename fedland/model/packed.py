@@ -1,8 +1,8 @@
 """Packed model files: quantized weights stored at their bit-width, the rest in float32.
 
 Layout: the 8-byte magic `FEDLANDP`, a little-endian uint32 format version, a uint32 header
-length, a zlib-compressed UTF-8 JSON header (model config, a table of tensors with offsets
-and, from version 2, the SHA-256 of the header without it and the data), then the raw data.
+length, from version 2 the 32-byte SHA-256 of everything after it, a zlib-compressed UTF-8
+JSON header (model config and a table of tensors with offsets), then the raw data.
 Nothing is unpickled on load, so a file from elsewhere cannot run code; a damaged file (a
 byte changed anywhere, offsets swapped, a header claiming a model larger than the file can
 hold, NaN or Inf values) is refused before a model is built from it. BatchNorm is stored
@@ -36,6 +36,7 @@ MAGIC = b"FEDLANDP"
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)  # version 1: the same layout without the checksum
 _PREAMBLE = struct.Struct("<8sII")
+DIGEST_BYTES = 32  # version 2: SHA-256 of the header and data, before the header
 
 
 class PackedFileError(ValueError):
@@ -81,9 +82,9 @@ def write_packed(model: DUNet, target: str | Path | BinaryIO) -> int:
                 )
     data = b"".join(blobs)
     fields = {"model": model.config.to_dict(), "tensors": entries, "data_bytes": offset}
-    fields["sha256"] = _digest(fields, data)
     header = zlib.compress(json.dumps(fields, separators=(",", ":")).encode(), 9)
-    payload = _PREAMBLE.pack(MAGIC, FORMAT_VERSION, len(header)) + header + data
+    digest = hashlib.sha256(header + data).digest()
+    payload = _PREAMBLE.pack(MAGIC, FORMAT_VERSION, len(header)) + digest + header + data
     if isinstance(target, (str, Path)):
         path = Path(target)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -210,11 +211,12 @@ def _split(data: bytes, label: str) -> tuple[dict[str, Any], memoryview]:
             f"{label}: packed format version {version} is not supported "
             f"(this fedland reads versions {', '.join(map(str, READABLE_VERSIONS))})"
         )
-    end = _PREAMBLE.size + header_length
+    start = _PREAMBLE.size + (DIGEST_BYTES if version >= 2 else 0)
+    end = start + header_length
     if end > len(data):
         raise PackedFileError(f"{label}: truncated header")
     try:
-        header = json.loads(zlib.decompress(data[_PREAMBLE.size : end]))
+        header = json.loads(zlib.decompress(data[start:end]))
     except (zlib.error, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise PackedFileError(f"{label}: header is not readable ({error})") from error
     blob = memoryview(data)[end:]
@@ -224,16 +226,9 @@ def _split(data: bytes, label: str) -> tuple[dict[str, Any], memoryview]:
             if isinstance(header, dict)
             else f"{label}: header is not a JSON object"
         )
-    if version >= 2 and header.pop("sha256", None) != _digest(header, blob):
+    if version >= 2 and hashlib.sha256(data[start:]).digest() != data[_PREAMBLE.size : start]:
         raise PackedFileError(f"{label}: contents do not match the checksum (damaged file)")
     return header, blob
-
-
-def _digest(fields: dict[str, Any], data: bytes | memoryview) -> str:
-    """SHA-256 of the header's fields (without the checksum) and the data section."""
-    digest = hashlib.sha256(json.dumps(fields, separators=(",", ":")).encode())
-    digest.update(data)
-    return digest.hexdigest()
 
 
 def _slice(blob: memoryview, start: int, length: int) -> memoryview:
