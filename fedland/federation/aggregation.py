@@ -67,7 +67,8 @@ def aggregate(
     claims = [r.claimed for r in replies]
     weights, capped, events = _weights(claims, settings.weighting, largest_partition)
     events = [f"node {replies[i].node}: {text}" for i, text in zip(capped, events, strict=True)]
-    deltas, clipped, notes = _bounded([r.delta for r in replies], settings)
+    norms = [update_norm(r.delta) for r in replies]
+    deltas, clipped, notes = _bounded([r.delta for r in replies], norms, settings)
     events += [f"node {replies[i].node}: {text}" for i, text in zip(clipped, notes, strict=True)]
     mean, kept, note = combine(deltas, weights, settings)
     if note:
@@ -77,7 +78,7 @@ def aggregate(
     return Aggregate(
         mean=mean,
         weights=weights,
-        median_norm=float(np.median([update_norm(r.delta) for r in replies])),
+        median_norm=float(np.median(norms)),
         clipped=[replies[i].node for i in clipped],
         capped=[replies[i].node for i in capped],
         excluded=excluded,
@@ -103,25 +104,25 @@ def update_norm(delta: Weights) -> float:
 
 
 def _bounded(
-    deltas: list[Weights], settings: FederationSection
+    deltas: list[Weights], norms: list[float], settings: FederationSection
 ) -> tuple[list[Weights], list[int], list[str]]:
-    """The deltas under the bound; who was clipped and how."""
+    """The deltas under the bound (`norms`: their whole-update norms); who was clipped and
+    how. Only the clipped tensors are copied."""
     if settings.max_update_norm == "none":
         return deltas, [], []
     limit = settings.norm_bound()
     if limit is None:
         factors, texts = _per_tensor_factors(deltas)
     else:
-        norms = [update_norm(delta) for delta in deltas]
         factors = [
             dict.fromkeys(d, limit / n) if n > limit else {}
             for d, n in zip(deltas, norms, strict=True)
         ]
         texts = [f"update norm {n:.4g} clipped to {limit:.4g}" for n in norms]
-    bounded, clipped, notes = [], [], []
-    for i, (delta, factor) in enumerate(zip(deltas, factors, strict=True)):
-        bounded.append({name: value * factor.get(name, 1.0) for name, value in delta.items()})
+    bounded, clipped, notes = list(deltas), [], []
+    for i, factor in enumerate(factors):
         if factor:
+            bounded[i] = {**deltas[i], **{name: deltas[i][name] * f for name, f in factor.items()}}
             clipped.append(i)
             notes.append(texts[i])
     return bounded, clipped, notes
