@@ -18,14 +18,10 @@ from tqdm import tqdm
 from fedland.config import ConfigError, ExperimentConfig, dump_config, load_config_dict
 from fedland.data.dataset import make_loader
 from fedland.evaluation import is_better, primary_metric
-from fedland.federation.run_folder import write_atomically
+from fedland.federation.run_folder import RunFolderError, write_atomically
 from fedland.model.checkpoint import load_checkpoint, save_checkpoint
 from fedland.task import build_data, evaluate_model, flip_test_enabled, task_model
 from fedland.train import make_optimizer, resolve_device, train_epoch
-
-
-class RunFolderError(ValueError):
-    """An output folder that already holds a run, without --resume."""
 
 
 def train(config: ExperimentConfig, out: str | Path, resume: bool = False) -> dict:

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from fedland.centralized import RunFolderError, train
+from fedland.centralized import train
 from fedland.cli import main
 from fedland.config import load_config
+from fedland.federation.run_folder import RunFolderError
 from fedland.model.checkpoint import load_checkpoint
 from fedland.quant import QuantConv2d
 from fedland.task import build_data
