@@ -12,7 +12,7 @@ import torch
 from fedland.config import ExperimentConfig
 from fedland.data.dataset import LandmarkDataset, make_loader
 from fedland.data.heatmaps import HeatmapCodec
-from fedland.data.meta import DatasetMeta
+from fedland.data.meta import DatasetMeta, dataset_meta
 from fedland.data.records import Record
 from fedland.data.sources import eval_split, load_split
 from fedland.data.transforms import Augmentation
@@ -87,6 +87,19 @@ def make_augmentation(config: ExperimentConfig, meta: DatasetMeta) -> Augmentati
 def flip_test_enabled(config: ExperimentConfig, meta: DatasetMeta) -> bool:
     flag = config.train.flip_test
     return meta.task == "pose" if flag is None else flag
+
+
+def task_card(config: ExperimentConfig) -> dict:
+    """What a model file needs to be used on images without its experiment: the dataset
+    whose landmarks it predicts, how its heatmaps are decoded, whether it is flip-tested.
+    Packed and ONNX files carry it; `fedland predict` reads it."""
+    meta = dataset_meta(config.data.dataset)
+    return {
+        "dataset": config.data.dataset,
+        "sigma": config.data.sigma,
+        "dark": config.data.dark,
+        "flip_test": flip_test_enabled(config, meta),
+    }
 
 
 def evaluate_model(

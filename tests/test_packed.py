@@ -7,7 +7,13 @@ import pytest
 import torch
 
 from fedland.model import build_model
-from fedland.model.packed import PackedFileError, packed_model_bytes, read_packed, write_packed
+from fedland.model.packed import (
+    PackedFileError,
+    packed_model_bytes,
+    read_packed,
+    read_packed_task,
+    write_packed,
+)
 from fedland.quant import packed_size
 from tests.conftest import images
 
@@ -139,3 +145,11 @@ def test_a_model_with_nan_weights_is_refused_by_tensor(tiny):
     write_packed(model, out)
     with pytest.raises(PackedFileError, match=f"{name}.*NaN or Inf"):
         read_packed(out.getvalue())
+
+
+def test_the_task_card_travels_in_the_header(tiny, tmp_path):
+    card = {"dataset": "wflw", "sigma": 1.5, "dark": False, "flip_test": False}
+    write_packed(_trained(tiny, "w2a8g8"), tmp_path / "with.fldp", card)
+    write_packed(_trained(tiny, "w2a8g8"), tmp_path / "without.fldp")
+    assert read_packed_task(tmp_path / "with.fldp") == card
+    assert read_packed_task(tmp_path / "without.fldp") is None

@@ -85,11 +85,14 @@ def model_info(args: argparse.Namespace) -> int:
 
 
 def export_packed(args: argparse.Namespace) -> int:
+    from fedland.config import load_config_dict
     from fedland.model.checkpoint import load_checkpoint
     from fedland.model.packed import write_packed
+    from fedland.task import task_card
 
-    model, _ = load_checkpoint(args.checkpoint)
-    written = write_packed(model.eval(), args.out)
+    model, payload = load_checkpoint(args.checkpoint)
+    task = task_card(load_config_dict(payload["config"])) if "config" in payload else None
+    written = write_packed(model.eval(), args.out, task)
     fp32 = 4 * sum(p.numel() for p in model.parameters())
     print(
         f"wrote {args.out} ({written:,} bytes, {model.config.bits}; "

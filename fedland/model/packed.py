@@ -43,8 +43,12 @@ class PackedFileError(ValueError):
     """A packed model file that cannot be read; the message names the file."""
 
 
-def write_packed(model: DUNet, target: str | Path | BinaryIO) -> int:
-    """Write `model` as a packed file; returns the number of bytes written."""
+def write_packed(
+    model: DUNet, target: str | Path | BinaryIO, task: dict[str, Any] | None = None
+) -> int:
+    """Write `model` as a packed file; returns the number of bytes written. `task` (the
+    task card: dataset, heatmap decoding, flip test) lets `fedland predict` use the file
+    without the experiment that trained it."""
     entries: list[dict[str, Any]] = []
     blobs: list[bytes] = []
     offset = 0
@@ -82,6 +86,8 @@ def write_packed(model: DUNet, target: str | Path | BinaryIO) -> int:
                 )
     data = b"".join(blobs)
     fields = {"model": model.config.to_dict(), "tensors": entries, "data_bytes": offset}
+    if task is not None:
+        fields["task"] = task
     header = zlib.compress(json.dumps(fields, separators=(",", ":")).encode(), 9)
     digest = hashlib.sha256(header + data).digest()
     payload = _PREAMBLE.pack(MAGIC, FORMAT_VERSION, len(header)) + digest + header + data
@@ -136,6 +142,16 @@ def read_packed(source: str | Path | bytes) -> DUNet:
     if (name := first_not_finite(model.state_dict().items())) is not None:
         raise PackedFileError(f"{label}: tensor {name!r} holds NaN or Inf")
     return model
+
+
+def read_packed_task(source: str | Path | bytes) -> dict[str, Any] | None:
+    """The task card a packed file was written with, or None (files written without one)."""
+    label = "<bytes>" if isinstance(source, bytes) else str(source)
+    data = source if isinstance(source, bytes) else _read_file(Path(source))
+    task = _split(data, label)[0].get("task")
+    if task is not None and not isinstance(task, dict):
+        raise PackedFileError(f"{label}: the task card in the header is not a JSON object")
+    return task
 
 
 def _load_entry(
