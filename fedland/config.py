@@ -221,6 +221,7 @@ class FederationSection:
     min_train_nodes: int = setting(2, at_least(1))
     min_available_nodes: int = setting(2, at_least(1))
     round_timeout: float = setting(3600.0, POSITIVE)  # seconds the server waits for replies
+    node_wait_timeout: float = setting(600.0, POSITIVE)  # seconds to wait for enough nodes
     client_cpus: float = setting(1.0, POSITIVE)  # Simulation Engine resources per client
     client_gpus: float = setting(0.0, at_least(0))
     out: str = "runs/simulate"

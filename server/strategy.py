@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Iterable
 
 from flwr.app import ConfigRecord, Message, MessageType, MetricRecord, RecordDict
@@ -80,6 +81,7 @@ class QuantizedFedAvg(FedAvg):
         self, server_round: int, arrays, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         server_round += self.round_offset
+        self._wait_for_nodes(grid)
         sampled = list(super().configure_train(server_round, arrays, config, grid))
         self.ledger = RoundLedger()
         self.broadcaster.advance(server_round)
@@ -103,6 +105,28 @@ class QuantizedFedAvg(FedAvg):
             self.ledger.full_downloads += payload.kind == FULL
         self.ledger.sent = len(messages)
         return messages
+
+    def _wait_for_nodes(self, grid: Grid, report_every: float = 10.0) -> None:
+        """Flower waits for nodes forever, one log line a second; this says what it waits
+        for and gives up after `federation.node_wait_timeout` with the nodes it saw."""
+        needed = max(self.min_available_nodes, self.min_train_nodes)
+        limit = self.experiment.federation.node_wait_timeout
+        start = time.monotonic()
+        reported = -math.inf
+        while len(nodes := list(grid.get_node_ids())) < needed:
+            waited = time.monotonic() - start
+            if waited >= limit:
+                raise FederationStalled(
+                    f"waited {waited:.0f} s for {needed} nodes (federation.min_available_nodes "
+                    f"/ min_train_nodes); {len(nodes)} connected: {sorted(nodes) or 'none'}. "
+                    f"Start more SuperNodes, or lower those settings "
+                    f"(federation.node_wait_timeout sets how long to wait)"
+                )
+            if waited - reported >= report_every:
+                log.info("waiting for %d nodes: %d connected, giving up in %.0f s",
+                         needed, len(nodes), limit - waited)  # fmt: skip
+                reported = waited
+            time.sleep(min(1.0, limit - waited))
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]):
         server_round += self.round_offset

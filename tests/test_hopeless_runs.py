@@ -4,6 +4,7 @@ success, and what can be known before start is refused before start."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -70,3 +71,15 @@ def test_more_required_nodes_than_partitions_is_refused_at_load(key):
     with pytest.raises(ConfigError) as error:
         load_config(None, ["partition.num_partitions=2", f"federation.{key}=3"])
     assert error.value.key == f"federation.{key}" and "wait forever" in str(error.value)
+
+
+def test_waiting_for_more_nodes_than_connect_gives_up_naming_what_it_waited_for(tmp_path):
+    config = _config(tmp_path, "partition.num_partitions=4", "federation.min_available_nodes=4",
+                     "federation.node_wait_timeout=2")  # fmt: skip
+    started = time.monotonic()
+    with pytest.raises(FederationStalled) as stalled:
+        run_federation(LoopbackGrid(2), config)
+    assert time.monotonic() - started < 30
+    message = str(stalled.value)
+    assert "waited 2 s for 4 nodes" in message and "2 connected: [1, 2]" in message
+    assert not (tmp_path / "run" / "summary.json").exists()

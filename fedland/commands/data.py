@@ -22,6 +22,11 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     )
     info.add_argument("--dataset", required=True, choices=["mpii", "lsp", "300w", "wflw", "coco"])
     info.add_argument("--root", required=True, type=Path, help="the dataset folder")
+    info.add_argument(
+        "--quick",
+        action="store_true",
+        help="check each image's file markers only (default: decode every image)",
+    )
     info.add_argument("--json", action="store_true", help="one JSON object")
     info.set_defaults(handler=data_info)
 
@@ -39,8 +44,10 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
 
 def data_info(args: argparse.Namespace) -> int:
     from fedland.data.readers import read_dataset
+    from fedland.data.sources import with_image_check
 
-    result = read_dataset(args.dataset, args.root)
+    found = read_dataset(args.dataset, args.root)
+    result = with_image_check(found, decode=not args.quick, progress=not args.json)
     splits = Counter(r.split for r in result.records)
     subsets = Counter(r.subset for r in result.records if r.subset)
     report = {

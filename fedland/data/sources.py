@@ -18,9 +18,10 @@ from pathlib import Path
 from filelock import FileLock
 
 from fedland.config import DataSection
+from fedland.data.image_check import image_problems
 from fedland.data.meta import DatasetMeta, dataset_meta
 from fedland.data.readers import read_dataset
-from fedland.data.records import AnnotationError, ReadResult, Record
+from fedland.data.records import AnnotationError, BadSample, ReadResult, Record
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ def load_split(
     """Records of one split; bad samples raise unless `data.skip_bad`, then are reported."""
     meta = dataset_meta(data.dataset)
     root = Path(data.root) if data.root else synthetic_root(data, progress)
-    result = read_dataset(data.dataset, root, split)
+    result = with_image_check(read_dataset(data.dataset, root, split))
     if result.bad and not data.skip_bad:
         first = result.bad[0]
         advice = (
@@ -92,6 +93,24 @@ def load_split(
     if not result.records:
         raise AnnotationError(root, f"no usable samples in split {split!r}")
     return result.records, result, meta
+
+
+def with_image_check(
+    result: ReadResult, decode: bool = False, progress: bool = False
+) -> ReadResult:
+    """`result` with the records whose image is damaged (truncated, not an image; with
+    `decode`, anything OpenCV cannot decode) moved to its bad samples."""
+    images = [record.image for record in result.records]
+    bar = _progress_bar(len(set(images)), "checking images") if progress else None
+    report = (lambda done: bar.update(done - bar.n)) if bar else None
+    problems = image_problems(images, decode, progress=report)
+    if bar:
+        bar.close()
+    if not problems:
+        return result
+    kept = [record for record in result.records if record.image not in problems]
+    damaged = [BadSample(str(path), reason) for path, reason in problems.items()]
+    return ReadResult(kept, [*result.bad, *damaged])
 
 
 def eval_split(data: DataSection) -> str:

@@ -56,9 +56,9 @@ SERVER_ONLY = {
     "data": ("eval_split",),
     "train": ("epochs", "lr_milestones", "flip_test", "out", "time_limit_minutes"),
     "federation": ("rounds", "fraction_train", "min_train_nodes", "min_available_nodes",
-                   "round_timeout", "client_gpus", "out", "resume", "aggregator",
-                   "max_update_norm", "weighting", "trim_fraction", "num_malicious",
-                   "max_idle_rounds"),
+                   "round_timeout", "node_wait_timeout", "client_gpus", "out", "resume",
+                   "aggregator", "max_update_norm", "weighting", "trim_fraction",
+                   "num_malicious", "max_idle_rounds"),
 }  # fmt: skip
 FEDLAND_VERSION = "fedland-version"  # the server's; a node with another one refuses
 
