@@ -70,6 +70,7 @@ def test_superlink_command_uses_tls_and_authentication(tmp_path):
 
 def test_supernode_command_carries_the_node_config(tmp_path):
     config = {"partition-id": 1, "num-partitions": 4, "data-path": "/data/site b", "device": None}
+    write_certificates(tmp_path)
     command = supernode_command("10.0.0.5:9092", config, tmp_path / "ca.crt", port=9200)
     node_config = 'partition-id=1 num-partitions=4 data-path="/data/site b"'
     assert format_node_config(config) == node_config
@@ -79,7 +80,7 @@ def test_supernode_command_carries_the_node_config(tmp_path):
         "--node-config", node_config,
     ]  # fmt: skip
     assert format_node_config({"memory-efficient": True}) == "memory-efficient=true"
-    key = tmp_path / "node1.key"
+    key, _ = write_node_key(tmp_path, "node1")
     authenticated = supernode_command("10.0.0.5:9092", config, tmp_path / "ca.crt", key)
     assert authenticated[3:5] == ["--port", "9094"]
     assert authenticated[7:10] == [
@@ -89,3 +90,26 @@ def test_supernode_command_carries_the_node_config(tmp_path):
     ]
     insecure = supernode_command("10.0.0.5:9092", config, None)
     assert insecure[5:7] == ["--insecure", "--node-config"]
+
+
+def test_supernode_refuses_a_missing_or_foreign_key_or_ca_naming_the_file(tmp_path, capsys):
+    write_certificates(tmp_path)
+    key, public = write_node_key(tmp_path, "node1")
+    ca = tmp_path / "ca.crt"
+    config = {"partition-id": 0, "num-partitions": 2}
+    cases = {
+        "cannot read the node's private key": (ca, tmp_path / "missing.key"),
+        "not an unencrypted OpenSSH ECDSA private key": (ca, public),
+        "cannot read the CA certificate": (tmp_path / "missing.crt", key),
+        "not a PEM certificate": (key, key),
+    }
+    for reason, (given_ca, given_key) in cases.items():
+        with pytest.raises((ValueError, FileNotFoundError), match=reason):
+            supernode_command("127.0.0.1:9092", config, given_ca, given_key)
+    args = ["deploy", "supernode", "--superlink", "127.0.0.1:9092", "--ca", str(ca),
+            "--key", str(tmp_path / "missing.key"), "--partition-id", "0",
+            "--num-partitions", "2"]  # fmt: skip
+    assert main(args) == 2
+    error = capsys.readouterr().err
+    assert "missing.key: cannot read the node's private key" in error
+    assert "Traceback" not in error

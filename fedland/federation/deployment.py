@@ -197,10 +197,40 @@ def supernode_command(
     """`flower-supernode` connecting to `superlink` (host:port) with its node config; each
     SuperNode on one host needs its own local `port`."""
     command = ["flower-supernode", "--superlink", superlink, "--port", str(port)]
+    if ca is not None:
+        _check_certificate(ca)
     command += ["--root-certificates", str(ca.resolve())] if ca else ["--insecure"]
     if key is not None:
+        _check_node_key(key)
         command += ["--auth-supernode-private-key", str(key.resolve())]
     return [*command, "--node-config", format_node_config(node_config)]
+
+
+def _check_certificate(path: Path) -> None:
+    """Flower fails on a missing or foreign CA file with a traceback; say which file."""
+    try:
+        x509.load_pem_x509_certificate(path.read_bytes())
+    except OSError as error:
+        raise FileNotFoundError(
+            f"{path}: cannot read the CA certificate ({error.strerror})"
+        ) from None
+    except ValueError:
+        raise ValueError(f"{path}: not a PEM certificate (the CA written by `fedland deploy "
+                         f"certs` is ca.crt)") from None  # fmt: skip
+
+
+def _check_node_key(path: Path) -> None:
+    """The private key must be an OpenSSH ECDSA key, the form Flower reads."""
+    try:
+        key = serialization.load_ssh_private_key(path.read_bytes(), password=None)
+    except OSError as error:
+        raise FileNotFoundError(f"{path}: cannot read the node's private key ({error.strerror}); "
+                                f"write one with `fedland deploy node-key`") from None  # fmt: skip
+    except (ValueError, TypeError):
+        key = None
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ValueError(f"{path}: not an unencrypted OpenSSH ECDSA private key (write one "
+                         f"with `fedland deploy node-key`)")  # fmt: skip
 
 
 def format_node_config(values: dict[str, object]) -> str:
