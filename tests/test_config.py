@@ -94,3 +94,14 @@ def test_a_bad_value_from_the_file_is_blamed_on_the_file_under_unrelated_overrid
 def test_the_model_section_has_the_dunet_fields_less_the_landmarks():
     section = [f.name for f in dataclasses.fields(ModelSection)]
     assert section == [f.name for f in dataclasses.fields(DUNetConfig) if f.name != "num_landmarks"]
+
+
+def test_numbers_in_exponent_form_without_a_dot_are_numbers(tmp_path):
+    """YAML 1.1 reads `1e-3` as a string; a learning rate is written that way."""
+    path = tmp_path / "lr.yaml"
+    path.write_text("train:\n  lr: 2e-3\n  rmsprop_eps: 1E-8\n")
+    config = load_config(path, ["train.weight_decay=5e-4"])
+    assert (config.train.lr, config.train.rmsprop_eps) == (2e-3, 1e-8)
+    assert config.train.weight_decay == 5e-4
+    with pytest.raises(ConfigError, match="train.lr: expected a number, got 'e-3'"):
+        load_config(None, ["train.lr=e-3"])
