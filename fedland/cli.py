@@ -7,7 +7,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from fedland.commands import codec, data, deploy, federated, model, training
+from fedland.commands import codec, data, deploy, federated, model, predict, training
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -35,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     model.add_parsers(commands)
+    predict.add_parsers(commands)
     data.add_parsers(commands)
     training.add_parsers(commands)
     federated.add_parsers(commands)

@@ -23,7 +23,7 @@ LAYERS = {
         "fedland.model", "fedland.data", "fedland.codec", "fedland.metrics", "fedland.config",
         "fedland.visualize", "fedland.evaluation",
     ),
-    "task": ("fedland.task", "fedland.train"),
+    "task": ("fedland.task", "fedland.train", "fedland.predict"),
     "federation, centralized": ("fedland.federation", "fedland.centralized"),
     "apps": ("fedland.server", "fedland.clients", "fedland.simulations"),
     "commands": ("fedland.commands", "fedland.cli"),
