@@ -23,6 +23,7 @@ from pathlib import Path
 
 from fedland.cli import main as fedland
 from fedland.codec import CodecConfig, expected_payload_bytes, fp32_bytes
+from fedland.evaluation import PRIMARY
 from fedland.federation.weights import float_state, shapes
 from fedland.model import DUNetConfig, build_model
 from fedland.simulations.report import higher_is_better
@@ -62,7 +63,7 @@ def main() -> None:
         raise SystemExit("the sweep failed")
     with (args.out / "sweep.csv").open() as handle:
         rows = {int(row["bits"]): row for row in csv.DictReader(handle)}
-    metric = next(key for key in ("nme", "pckh", "pck") if key in rows[32])
+    metric = next(key for key in PRIMARY if key in rows[32])
     table = []
     for bits, (within, ratio_key, at_least) in GOALS.items():
         row = rows[bits]

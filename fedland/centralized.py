@@ -37,7 +37,7 @@ def train(config: ExperimentConfig, out: str | Path, resume: bool = False) -> di
     torch.manual_seed(config.train.seed)
     device = resolve_device(config.train.device)
     task = build_data(config, progress=True)
-    metric, _ = primary_metric(task.meta)
+    metric, _ = primary_metric(task.meta, task.evaluation.records)
     settings = config.train
 
     state: dict = {"epoch": 0, "best": None, "history": []}

@@ -113,5 +113,5 @@ def evaluate_model(
 ) -> dict:
     loader = make_loader(dataset, batch_size, training=False, workers=workers)
     permutation = dataset.meta.flip_permutation if flip_test else None
-    points, _, indices = predict(model, loader, codec, device, permutation)
-    return evaluate_predictions(dataset.meta, dataset.records, points, indices)
+    points, scores, indices = predict(model, loader, codec, device, permutation)
+    return evaluate_predictions(dataset.meta, dataset.records, points, indices, scores)

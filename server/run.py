@@ -21,6 +21,7 @@ from fedland.config import (
     load_config_dict,
     validate,
 )
+from fedland.data.dataset import LandmarkDataset
 from fedland.data.meta import DatasetMeta
 from fedland.data.sources import load_split
 from fedland.evaluation import primary_metric
@@ -78,14 +79,15 @@ def _run(
         min_train_nodes=federation.min_train_nodes,
         min_available_nodes=federation.min_available_nodes,
     )
-    metric, _ = primary_metric(meta)
+    evaluation = evaluation_dataset(config, meta)
+    metric, _ = primary_metric(meta, evaluation.records)
     writer = RunWriter(out, metric, config.to_dict(), run_id, attack_summary(config))
     done = 0
     if resumed is not None:
         done = _resume(resumed, broadcaster, model, writer, out)
         strategy.round_offset = done
         _say(f"resuming after round {done} of {federation.rounds} from {out / 'global.pt'}")
-    evaluate = RoundEvaluator(config, meta, model, strategy, writer, done)
+    evaluate = RoundEvaluator(config, evaluation, model, strategy, writer, done)
 
     strategy.start(
         grid=grid,
@@ -135,15 +137,15 @@ class RoundEvaluator:
     def __init__(
         self,
         config: ExperimentConfig,
-        meta: DatasetMeta,
+        dataset: LandmarkDataset,
         model: DUNet,
         strategy: QuantizedFedAvg,
         writer: RunWriter,
         done: int,
     ) -> None:
-        self.dataset = evaluation_dataset(config, meta)
-        self.codec = self.dataset.codec
-        self.flip = flip_test_enabled(config, meta)
+        self.dataset = dataset
+        self.codec = dataset.codec
+        self.flip = flip_test_enabled(config, dataset.meta)
         self.device = resolve_device(config.train.device)
         self.config, self.model, self.strategy, self.writer = config, model, strategy, writer
         self.done = done  # rounds of a resumed run that were recorded before

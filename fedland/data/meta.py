@@ -23,6 +23,9 @@ class DatasetMeta:
     eye_groups: tuple[tuple[int, ...], tuple[int, ...]] = ((), ())  # NME inter-pupil
     excluded_from_mean: tuple[int, ...] = ()  # PCKh: pelvis and thorax
     joint_groups: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    failure_threshold: float = 0.08  # NME: AUC and failure rate up to this per-image NME
+    nme_subsets: tuple[str, ...] = ()  # NME: 0/1 record attributes scored as their own subset
+    oks_sigmas: tuple[float, ...] = ()  # COCO OKS: per-landmark sigmas; empty = no OKS AP
 
     @property
     def num_landmarks(self) -> int:
@@ -240,6 +243,34 @@ WFLW = DatasetMeta(
     metric="nme",
     normaliser=(60, 72),
     eye_groups=(tuple(range(60, 68)), tuple(range(68, 76))),
+    failure_threshold=0.10,
+    nme_subsets=("pose", "expression", "illumination", "make_up", "occlusion", "blur"),
+)
+
+# COCO evaluation's per-keypoint OKS sigmas.
+COCO_SIGMAS = (
+    np.array(
+        [
+            0.26,
+            0.25,
+            0.25,
+            0.35,
+            0.35,
+            0.79,
+            0.79,
+            0.72,
+            0.72,
+            0.62,
+            0.62,
+            1.07,
+            1.07,
+            0.87,
+            0.87,
+            0.89,
+            0.89,
+        ]
+    )
+    / 10.0
 )
 
 COCO = DatasetMeta(
@@ -288,32 +319,7 @@ COCO = DatasetMeta(
     ),
     metric="pck",
     normaliser=(5, 12),  # left shoulder, right hip
-)
-
-# COCO evaluation's per-keypoint OKS sigmas.
-COCO_SIGMAS = (
-    np.array(
-        [
-            0.26,
-            0.25,
-            0.25,
-            0.35,
-            0.35,
-            0.79,
-            0.79,
-            0.72,
-            0.72,
-            0.62,
-            0.62,
-            1.07,
-            1.07,
-            0.87,
-            0.87,
-            0.89,
-            0.89,
-        ]
-    )
-    / 10.0
+    oks_sigmas=tuple(COCO_SIGMAS.tolist()),
 )
 
 DATASETS: dict[str, DatasetMeta] = {m.name: m for m in (MPII, LSP, FACE_300W, WFLW, COCO)}

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fedland.federation.run_folder import write_atomically
+from fedland.federation.run_folder import RunFolderError, write_atomically
 
 if TYPE_CHECKING:
     from fedland.federation.aggregation import Aggregate
@@ -78,6 +78,14 @@ class RunWriter:
         self.metrics_path = out / "metrics.jsonl"
 
     def resume(self, rows: list[dict[str, Any]], elapsed: float) -> None:
+        """Continue after the rounds recorded before; they must carry this run's metric, or
+        the summary could not be written when the run ends."""
+        missing = [row["round"] for row in rows if self.metric not in row]
+        if missing:
+            raise RunFolderError(
+                f"{self.metrics_path}: round(s) {missing} have no {self.metric!r} (recorded "
+                f"under another metric name); start the run afresh"
+            )
         self.rows = list(rows)
         self.started -= elapsed
 

@@ -5,7 +5,9 @@ Split: "train" when the file's stem contains "train", else "val". Images are und
 One record per annotation with `num_keypoints > 0` and `iscrowd == 0` (missing `iscrowd` counts
 as 0, missing `num_keypoints` as the number of labelled points). Coordinates are used as they
 are; `v` 0 (unlabelled) -> visible 0 with coordinates (0, 0), 1 or 2 -> visible 1, and
-`attributes["v"]` keeps the raw v (plus "image_id" and "annotation_id" for evaluation).
+`attributes["v"]` keeps the raw v; for OKS evaluation also "image_id", "annotation_id",
+"bbox" ([x, y, w, h]) and "area" (the annotation's segment area, OKS's scale; absent when the
+annotation has none, and evaluation then uses the box area w * h).
 Crop: `crop_from_box` of bbox [x, y, w, h] (x2 = x + w), margin 1.25.
 `Record.source` is "file:record N" and `BadSample.line` is N, the 0-based index in
 "annotations".
@@ -98,6 +100,17 @@ def _parse(
         exists[name] = (images / name).is_file()
     if not exists[name]:
         raise ValueError(f"missing image {images / name}")
+    attributes = {
+        "v": keypoints[:, 2].astype(int).tolist(),
+        "image_id": image_id,
+        "annotation_id": annotation.get("id"),
+        "bbox": [x, y, w, h],
+    }
+    if "area" in annotation:
+        area = float(annotation["area"])
+        if not (np.isfinite(area) and area > 0):
+            raise ValueError(f"bad area {area}")
+        attributes["area"] = area
     center, scale = crop_from_box(x, y, x + w, y + h, margin=1.25)
     return Record(
         image=images / name,
@@ -106,9 +119,5 @@ def _parse(
         center=center,
         scale=scale,
         split=split,
-        attributes={
-            "v": keypoints[:, 2].astype(int).tolist(),
-            "image_id": image_id,
-            "annotation_id": annotation.get("id"),
-        },
+        attributes=attributes,
     )

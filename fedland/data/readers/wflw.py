@@ -5,8 +5,10 @@ The lists are found in `root/WFLW_annotations/list_98pt_rect_attr_train_test/` o
 (x_min y_min x_max y_max), six 0/1 attributes (pose expression illumination make-up occlusion
 blur) and the image path under `root/WFLW_images/`. Coordinates are 0-based as published; all
 98 points are annotated. Crop: `crop_from_box` of the face box with margin 1.25.
-`Record.subset` is the image's first folder (the WIDER event, e.g. "51--Dresses");
-`Record.source` is "file:line" and bad lines carry their 1-based line number.
+`Record.attributes` holds the six flags under the names of `WFLW.nme_subsets`, so each
+evaluation set reports an NME per subset. `Record.subset` is the image's first folder (the
+WIDER event, e.g. "51--Dresses"); `Record.source` is "file:line" and bad lines carry their
+1-based line number.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from fedland.data.records import AnnotationError, BadSample, ReadResult, Record,
 
 SPLITS = ("train", "test")
 LIST_FOLDER = Path("WFLW_annotations") / "list_98pt_rect_attr_train_test"
-ATTRIBUTES = ("pose", "expression", "illumination", "make_up", "occlusion", "blur")
+ATTRIBUTES = WFLW.nme_subsets  # the file's attribute columns, in order: WFLW's test subsets
 NUM_POINTS = WFLW.num_landmarks
 NUM_FIELDS = 2 * NUM_POINTS + 4 + len(ATTRIBUTES) + 1
 
