@@ -17,8 +17,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = argv  # for reports that record the command that made them
     try:
         return args.handler(args)
-    except (ValueError, FileNotFoundError, OSError) as error:
-        # Config, bit-setting, annotation and checkpoint errors all say what and where.
+    except (ValueError, FileNotFoundError, OSError, ImportError) as error:
+        # Config, bit-setting, annotation and checkpoint errors all say what and where; a
+        # missing optional extra says how to install it.
         print(f"fedland {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM / SIGHUP during a run

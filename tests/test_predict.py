@@ -104,14 +104,18 @@ def test_without_a_box_the_whole_image_is_the_crop():
 
 
 def test_every_model_file_gives_the_same_landmarks(trained, tmp_path):
-    packed = tmp_path / "model.fldp"
-    assert main(["export", "--checkpoint", str(trained["checkpoint"]), "--out", str(packed)]) == 0
+    files = [trained["checkpoint"], tmp_path / "model.fldp", tmp_path / "model.onnx"]
+    for exported in files[1:]:
+        args = ["export", "--checkpoint", str(trained["checkpoint"]), "--out", str(exported)]
+        assert main(args) == 0
     images = [r.image for r in trained["records"][:4]]
     results = {}
-    for path in (trained["checkpoint"], packed):
+    for path in files:
         model = load_landmark_model(path, CPU)
+        assert (model.meta.name, model.flip_test) == ("300w", False)  # from the task card
         results[path.suffix] = np.stack([p.landmarks for p in predict_images(model, images)])
     assert np.abs(results[".fldp"] - results[".pt"]).max() < 1e-3
+    assert np.abs(results[".onnx"] - results[".pt"]).max() < 0.1
 
 
 def test_predict_command_writes_json_and_overlays_and_keeps_them(trained, tmp_path, capsys):

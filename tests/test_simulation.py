@@ -5,6 +5,7 @@ stopped when the run ends."""
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,33 +20,6 @@ from tests.conftest import TINY_FEDERATION
 from tests.processes import Leftovers
 
 pytestmark = pytest.mark.slow
-
-
-def test_simulate_runs_two_clients_for_two_rounds_and_stops_everything(tmp_path, capsys):
-    leftovers = Leftovers()
-    out = tmp_path / "run"
-    args = ["simulate", "--out", str(out)]
-    settings = [*TINY_FEDERATION, "federation.rounds=2", "partition.num_partitions=2"]
-    for override in [*settings, f"data.synthetic.cache_dir={tmp_path / 'cache'}"]:
-        args += ["--set", override]
-    assert main(args) == 0
-    shown = capsys.readouterr().out
-    assert "round 2/2" in shown and "results in" in shown
-
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [row["round"] for row in rows] == [0, 1, 2]
-    for row in rows[1:]:
-        assert row["accepted"] == 2 and row["rejected"] == row["failed"] == 0
-        assert 0 < row["uplink_bytes"] < row["fp32_uplink_bytes"] / 4  # 4-bit uplink
-        assert 0 < row["downlink_bytes"] < row["fp32_downlink_bytes"] / 2  # 8-bit downlink
-        assert row["nme"] > 0 and row["loss"] > 0 and row["seconds"] > 0
-    summary = json.loads((out / "summary.json").read_text())
-    for key in ("uplink_bytes", "downlink_bytes", "fp32_uplink_bytes", "fp32_downlink_bytes"):
-        assert summary[key] == sum(row[key] for row in rows)
-    assert summary["nme"] == rows[-1]["nme"] and summary["wall_seconds"] > 0
-    assert summary["config"]["codec"]["uplink_bits"] == 4
-    assert (out / "final.pt").is_file() and (out / "partitions.json").is_file()
-    assert leftovers.after(30) == {}  # SuperLink, Ray and the app processes all gone
 
 
 def test_simulate_names_a_bad_config_key(tmp_path, capsys):
@@ -105,13 +79,13 @@ def _simulate_command(tmp_path: Path, out: Path, rounds: int) -> list[str]:
     return command
 
 
-def test_a_second_simulate_into_a_running_or_finished_folder_is_refused_and_force_moves_it(
-    tmp_path,
-):
-    """Two runs at once into one folder: the second is refused at once and the first's rows
-    stay its own; after it, `--force` starts afresh and the finished run lies beside, whole."""
-    out = tmp_path / "run"
-    command = _simulate_command(tmp_path, out, rounds=1)
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> dict:
+    """A two-round run of `fedland simulate`, and a second one started into its folder while
+    it ran."""
+    tmp = tmp_path_factory.mktemp("simulate")
+    out = tmp / "run"
+    command = _simulate_command(tmp, out, rounds=2)
     leftovers = Leftovers()
     first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -120,42 +94,69 @@ def test_a_second_simulate_into_a_running_or_finished_folder_is_refused_and_forc
             time.sleep(0.2)  # the first run's server has taken the folder
         second = subprocess.run([*command, "--set", "codec.uplink_bits=2"], capture_output=True,
                                 text=True, timeout=120)  # fmt: skip
-        assert second.returncode == 2 and "another run is using this folder" in second.stderr
         output, _ = first.communicate(timeout=300)
     finally:
         stop_process_tree(first.pid)
-    assert first.returncode == 0, output[-2000:]
+    return {"tmp": tmp, "out": out, "command": command, "first": first, "output": output,
+            "second": second, "leftovers": leftovers}  # fmt: skip
+
+
+def test_simulate_runs_two_clients_for_two_rounds_and_stops_everything(finished):
+    out = finished["out"]
+    assert finished["first"].returncode == 0, finished["output"][-2000:]
+    assert "round 2/2" in finished["output"] and "results in" in finished["output"]
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [row["round"] for row in rows] == [0, 1]
-    summary = (out / "summary.json").read_bytes()
-    assert json.loads(summary)["config"]["codec"]["uplink_bits"] == 4
+    assert [row["round"] for row in rows] == [0, 1, 2]
+    for row in rows[1:]:
+        assert row["accepted"] == 2 and row["rejected"] == row["failed"] == 0
+        assert 0 < row["uplink_bytes"] < row["fp32_uplink_bytes"] / 4  # 4-bit uplink
+        assert 0 < row["downlink_bytes"] < row["fp32_downlink_bytes"] / 2  # 8-bit downlink
+        assert row["nme"] > 0 and row["loss"] > 0 and row["seconds"] > 0
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ("uplink_bytes", "downlink_bytes", "fp32_uplink_bytes", "fp32_downlink_bytes"):
+        assert summary[key] == sum(row[key] for row in rows)
+    assert summary["nme"] == rows[-1]["nme"] and summary["wall_seconds"] > 0
+    assert summary["config"]["codec"]["uplink_bits"] == 4
+    assert (out / "final.pt").is_file() and (out / "partitions.json").is_file()
+    assert finished["leftovers"].after(30) == {}  # SuperLink, Ray and the app processes gone
 
-    forced = subprocess.run([*command, "--force"], capture_output=True, text=True, timeout=300)
-    assert forced.returncode == 0, forced.stdout[-2000:] + forced.stderr[-2000:]
-    (moved,) = tmp_path.glob("run.replaced-*")
-    assert (moved / "summary.json").read_bytes() == summary
-    assert f"moved the run that was in {out} to {moved}" in forced.stdout
-    assert leftovers.after(30) == {}
+
+def test_a_second_simulate_into_a_running_folder_is_refused_at_once(finished):
+    """Two runs at once into one folder: the second is refused and the first's rows (and
+    settings) stay its own."""
+    second = finished["second"]
+    assert second.returncode == 2 and "another run is using this folder" in second.stderr
+    rows = (finished["out"] / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(row)["round"] for row in rows] == [0, 1, 2]
+    config = json.loads((finished["out"] / "summary.json").read_text())["config"]
+    assert config["codec"]["uplink_bits"] == 4
 
 
-def test_sigterm_mid_run_stops_every_process_it_started(tmp_path):
-    """`kill`, `timeout` or a job scheduler: the whole tree goes (SuperLink, executor,
-    simulation, Ray), as with Ctrl-C, and the exit status says which signal."""
+def test_force_moves_a_finished_run_aside_and_sigterm_stops_every_process(finished, tmp_path):
+    """`--force` starts afresh with the finished run beside, whole; then SIGTERM (`kill`,
+    `timeout`, a job scheduler) mid-run stops the whole tree (SuperLink, executor,
+    simulation, Ray), as Ctrl-C does, and the exit status says which signal."""
     out = tmp_path / "run"
-    command = _simulate_command(tmp_path, out, rounds=20)
+    shutil.copytree(finished["out"], out)
+    summary = (out / "summary.json").read_bytes()
+    command = [*_simulate_command(finished["tmp"], out, rounds=20), "--force"]
     leftovers, signum = Leftovers(), signal.SIGTERM
     run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 180
         metrics = out / "metrics.jsonl"
         while time.monotonic() < deadline and run.poll() is None:
-            if metrics.is_file() and len(metrics.read_text().splitlines()) >= 2:
-                break  # round 1 recorded: Ray and the app processes are all up
+            moved = next(tmp_path.glob("run.replaced-*"), None)
+            if moved and metrics.is_file() and len(metrics.read_text().splitlines()) >= 2:
+                break  # the old run moved, round 1 recorded: every process is up
             time.sleep(0.2)
         assert run.poll() is None, "the run ended before it could be stopped"
         run.send_signal(signum)
-        _, errors = run.communicate(timeout=120)
+        shown, errors = run.communicate(timeout=120)
     finally:
         stop_process_tree(run.pid)
+    (moved,) = tmp_path.glob("run.replaced-*")
+    assert (moved / "summary.json").read_bytes() == summary
+    assert f"moved the run that was in {out} to {moved}" in shown
     assert run.returncode == 128 + signum and signal.Signals(signum).name in errors
     assert leftovers.after(30) == {}

@@ -1,4 +1,4 @@
-"""`fedland model-info` and `fedland export`."""
+"""`fedland model-info` and `fedland export` (packed `.fldp` or ONNX `.onnx`)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from pathlib import Path
 from fedland.model.config import DUNetConfig
 from fedland.quant.bitspec import BitSpec
 from fedland.table import format_table
+
+EXPORT_SUFFIXES = (".fldp", ".onnx")
 
 
 def add_parsers(commands: argparse._SubParsersAction) -> None:
@@ -36,11 +38,20 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
 
     export = commands.add_parser(
         "export",
-        help="write a packed model file (weights at their bit-width) from a checkpoint",
+        help="write a checkpoint as a packed model file (.fldp) or an ONNX graph (.onnx)",
+        description=(
+            "Write a checkpoint's model for inference, in the format the --out suffix names: "
+            ".fldp, a packed file with the weights at their bit-width; .onnx, a self-contained "
+            "ONNX graph with a dynamic batch, its weights dequantized to float32 and its "
+            "quantized activations as QuantizeLinear / DequantizeLinear pairs (needs "
+            "fedland[onnx]). Both carry the task card that `fedland predict` reads."
+        ),
     )
     export.add_argument("--checkpoint", required=True, type=Path, help="training checkpoint")
-    export.add_argument("--out", required=True, type=Path, help="packed file to write")
-    export.set_defaults(handler=export_packed)
+    export.add_argument(
+        "--out", required=True, type=Path, help="file to write: MODEL.fldp or MODEL.onnx"
+    )
+    export.set_defaults(handler=export_model)
 
 
 def model_info(args: argparse.Namespace) -> int:
@@ -84,16 +95,32 @@ def model_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def export_packed(args: argparse.Namespace) -> int:
+def export_model(args: argparse.Namespace) -> int:
     from fedland.config import load_config_dict
     from fedland.model.checkpoint import load_checkpoint
-    from fedland.model.packed import write_packed
     from fedland.task import task_card
 
     model, payload = load_checkpoint(args.checkpoint)
+    suffix = args.out.suffix.lower()
+    if suffix not in EXPORT_SUFFIXES:
+        raise ValueError(
+            f"{args.out}: unknown export format {suffix or '(no suffix)'!r}; "
+            f"use .fldp (packed model file) or .onnx (ONNX graph)"
+        )
     task = task_card(load_config_dict(payload["config"])) if "config" in payload else None
-    written = write_packed(model.eval(), args.out, task)
     fp32 = 4 * sum(p.numel() for p in model.parameters())
+    if suffix == ".onnx":
+        from fedland.model.onnx_export import OPSET, export_onnx
+
+        written = export_onnx(model.eval(), args.out, task, OPSET)
+        print(
+            f"wrote {args.out} ({written:,} bytes, ONNX opset {OPSET}, {model.config.bits}; "
+            f"float32 weights {fp32:,} bytes, {written / fp32:.2f}x their size)"
+        )
+        return 0
+    from fedland.model.packed import write_packed
+
+    written = write_packed(model.eval(), args.out, task)
     print(
         f"wrote {args.out} ({written:,} bytes, {model.config.bits}; "
         f"float32 weights {fp32:,} bytes, {fp32 / written:.1f}x smaller)"
