@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+
+from tests.wheel_env import build_wheel, fresh_environment
 
 TINY = {"width": 16, "growth": 8, "neck": 2, "input_size": 64, "num_landmarks": 5}
 
@@ -41,3 +45,16 @@ TINY_FEDERATION = [
     "partition.scheme=iid",
     "partition.min_partition_size=1",
 ]
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory) -> Path:
+    """The project's wheel, built once per session."""
+    return build_wheel(tmp_path_factory.mktemp("source"), tmp_path_factory.mktemp("dist"))
+
+
+@pytest.fixture(scope="session")
+def wheel_tools(wheel, tmp_path_factory) -> Path:
+    """The bin folder of a fresh environment that holds only the wheel (and, through a path
+    file, this environment's dependencies)."""
+    return fresh_environment(tmp_path_factory.mktemp("wheel-env") / "venv", wheel)

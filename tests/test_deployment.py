@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -21,15 +20,23 @@ import pytest
 from fedland.federation.deployment import write_node_key
 from fedland.simulations.harness import stop_process_tree
 from tests.deployed import Federation
+from tests.wheel_env import without_checkout
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
 @pytest.fixture(scope="module")
-def federation(tmp_path_factory):
-    """A SuperLink with two registered SuperNodes online (partitions 0 and 1 of 2)."""
+def federation(tmp_path_factory, wheel_tools):
+    """A SuperLink with two registered SuperNodes online (partitions 0 and 1 of 2), every
+    process (and `flwr run`) from a fresh environment with only the wheel, running the app
+    folder that its `fedland deploy app` writes."""
     root = tmp_path_factory.mktemp("deployment")
-    federation = Federation(root)
+    app = root / "app"
+    command = [wheel_tools / "fedland", "deploy", "app", "--out", str(app)]
+    env = without_checkout(wheel_tools)
+    written = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert written.returncode == 0, written.stderr
+    federation = Federation(root, tools=wheel_tools, app=app)
     try:
         federation.start_superlink()
         federation.start_registered_nodes(2)
@@ -81,7 +88,9 @@ def test_two_nodes_over_tls_train_and_the_run_outlives_one_killed_mid_run(federa
     assert [(row["accepted"], row["failed"]) for row in rows[1:]] == [(2, 0), (1, 1)]
     assert rows[2]["nme"] != rows[1]["nme"]  # the survivor's update still moves the model
 
-    tool = [sys.executable, "-m", "fedland.cli", "deploy", "traffic", "--run", str(out)]
+    for name in ("node1", "node2"):  # the wheel's SuperNodes, not the checkout's
+        assert str(federation.tools) in " ".join(federation.processes[name].args)
+    tool = [*federation.fedland, "deploy", "traffic", "--run", str(out)]
     traffic = subprocess.run(tool, env=federation.env, capture_output=True, text=True)
     assert traffic.returncode == 0, traffic.stdout + traffic.stderr
     summary = json.loads((out / "summary.json").read_text())

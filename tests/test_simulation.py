@@ -1,6 +1,7 @@
 """End to end through Flower's real Simulation Engine: `fedland simulate` starts a SuperLink,
 submits the apps with `flwr run`, Ray runs the virtual nodes, and everything started is
-stopped when the run ends."""
+stopped when the run ends. The shared run is the wheel's (a fresh environment without the
+checkout); the others run this environment's `fedland`."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from fedland.cli import main
 from fedland.simulations.harness import APP_DIR, flower_environment, stop_process_tree
 from tests.conftest import TINY_FEDERATION
 from tests.processes import Leftovers
+from tests.wheel_env import without_checkout
 
 pytestmark = pytest.mark.slow
 
@@ -69,9 +71,12 @@ def test_flwr_run_runs_the_same_apps_from_the_app_project(tmp_path):
     assert summary["config"]["codec"]["uplink_bits"] == 4  # the quickstart's
 
 
-def _simulate_command(tmp_path: Path, out: Path, rounds: int) -> list[str]:
-    """`fedland simulate` of a tiny two-node run into `out`, as a command line."""
-    command = [sys.executable, "-m", "fedland.cli", "simulate", "--out", str(out)]
+def _simulate_command(
+    tmp_path: Path, out: Path, rounds: int, program: list[str] | None = None
+) -> list[str]:
+    """`fedland simulate` of a tiny two-node run into `out`, as a command line (`program`:
+    the `fedland` to run, by default this environment's)."""
+    command = [*(program or [sys.executable, "-m", "fedland.cli"]), "simulate", "--out", str(out)]
     settings = [*TINY_FEDERATION, f"federation.rounds={rounds}", "partition.num_partitions=2",
                 f"data.synthetic.cache_dir={tmp_path / 'cache'}"]  # fmt: skip
     for setting in settings:
@@ -80,24 +85,29 @@ def _simulate_command(tmp_path: Path, out: Path, rounds: int) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory) -> dict:
-    """A two-round run of `fedland simulate`, and a second one started into its folder while
-    it ran."""
+def finished(tmp_path_factory, wheel_tools) -> dict:
+    """A two-round run of `fedland simulate` from a fresh environment with only the wheel
+    (nothing of the checkout on its path), started in an empty folder with `--out run`, and
+    a second one started into that folder while it ran."""
     tmp = tmp_path_factory.mktemp("simulate")
-    out = tmp / "run"
-    command = _simulate_command(tmp, out, rounds=2)
+    work = tmp / "work"
+    work.mkdir()
+    command = _simulate_command(tmp, Path("run"), 2, [str(wheel_tools / "fedland")])
+    env = without_checkout(wheel_tools)
+    out = work / "run"
     leftovers = Leftovers()
-    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             cwd=work, env=env)  # fmt: skip
     try:
         deadline = time.monotonic() + 120
         while not (out / "config.yaml").is_file() and time.monotonic() < deadline:
             time.sleep(0.2)  # the first run's server has taken the folder
         second = subprocess.run([*command, "--set", "codec.uplink_bits=2"], capture_output=True,
-                                text=True, timeout=120)  # fmt: skip
+                                text=True, timeout=120, cwd=work, env=env)  # fmt: skip
         output, _ = first.communicate(timeout=300)
     finally:
         stop_process_tree(first.pid)
-    return {"tmp": tmp, "out": out, "command": command, "first": first, "output": output,
+    return {"tmp": tmp, "work": work, "out": out, "first": first, "output": output,
             "second": second, "leftovers": leftovers}  # fmt: skip
 
 
@@ -118,6 +128,7 @@ def test_simulate_runs_two_clients_for_two_rounds_and_stops_everything(finished)
     assert summary["nme"] == rows[-1]["nme"] and summary["wall_seconds"] > 0
     assert summary["config"]["codec"]["uplink_bits"] == 4
     assert (out / "final.pt").is_file() and (out / "partitions.json").is_file()
+    assert [path.name for path in finished["work"].iterdir()] == ["run"]  # nothing else
     assert finished["leftovers"].after(30) == {}  # SuperLink, Ray and the app processes gone
 
 
