@@ -12,9 +12,7 @@ what the server bounded (updates clipped, claims capped, updates left out).
 Attacks at their default strength: sign_flip x4, scale x30, gaussian (3x the update's RMS),
 examples (claims 10^6), mirror (poisoned data). Aggregators: `fedavg` (plain: claimed
 weights, no bound), `default` (fedavg with the auto norm bound and capped claims), `median`,
-`trimmed_mean` and `multi_krum` (each with the default bound and claims), and
-`multi_krum_learned` (Krum's distances over the learned tensors, without BatchNorm's running
-statistics: `federation.krum_scope: learned`).
+`trimmed_mean` and `multi_krum` (each with the default bound and claims).
 """
 
 from __future__ import annotations
@@ -35,8 +33,6 @@ AGGREGATORS = {
     "median": (("federation.aggregator", "median"),),
     "trimmed_mean": (("federation.aggregator", "trimmed_mean"),),
     "multi_krum": (("federation.aggregator", "multi_krum"),),
-    "multi_krum_learned": (("federation.aggregator", "multi_krum"),
-                           ("federation.krum_scope", "learned")),
 }  # fmt: skip
 ATTACKERS = 2
 

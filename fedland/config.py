@@ -64,7 +64,6 @@ BIT_SPEC = Allowed(lambda value: _parses(BitSpec.parse, value), "a bit spec such
 PARTITION_SCHEMES = ("iid", "dirichlet", "pathological", "natural", "quantity")
 AGGREGATORS = ("fedavg", "median", "trimmed_mean", "krum", "multi_krum", "bulyan")
 WEIGHTINGS = ("capped", "claimed", "equal")
-KRUM_SCOPES = ("all", "learned")  # learned: without BatchNorm's running statistics
 ATTACKS = ("none", "sign_flip", "scale", "gaussian", "zero", "random", "examples", "mirror")
 NORM_BOUND = Allowed(
     lambda value: value in ("auto", "none") or _parses(_positive_number, value),
@@ -233,7 +232,6 @@ class FederationSection:
     weighting: str = setting("capped", one_of(*WEIGHTINGS))  # capped: num-examples <= 2x median
     trim_fraction: float = setting(0.25, between(0, 0.49))  # trimmed_mean: cut at each end
     num_malicious: int = setting(2, at_least(0))  # krum, multi_krum, bulyan: nodes assumed hostile
-    krum_scope: str = setting("all", one_of(*KRUM_SCOPES))  # tensors Krum's distances cover
     max_idle_rounds: int = setting(3, at_least(1))  # rounds in a row without an update: stop
 
     def norm_bound(self) -> float | None:

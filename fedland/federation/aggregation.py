@@ -35,7 +35,6 @@ from flwr.serverapp.strategy.multikrum import select_multikrum
 from fedland.config import FederationSection
 from fedland.federation.weights import Weights, to_record
 
-RUNNING_STATISTICS = (".running_mean", ".running_var", ".num_batches_tracked")
 AUTO_FACTOR = 2.0  # `auto` bounds: twice the round's median (update norm, claimed examples)
 
 
@@ -165,9 +164,7 @@ def combine(
         cut = settings.trim_fraction
         return _coordinatewise(deltas, lambda stack: trim_mean(stack, cut)), everyone, ""
     hostile, note = _assumed_hostile(rule, len(deltas), settings.num_malicious)
-    measured = _krum_tensors(names, settings.krum_scope)
-    contents = [_content({name: delta[name] for name in measured}, weight)
-                for delta, weight in zip(deltas, weights, strict=True)]  # fmt: skip
+    contents = [_content(delta, weight) for delta, weight in zip(deltas, weights, strict=True)]
     if rule in ("krum", "multi_krum"):
         count = 1 if rule == "krum" else len(deltas) - hostile
         kept = _indices(select_multikrum(contents, hostile, count), contents)
@@ -183,15 +180,6 @@ def combine(
         for name, array in zip(names, closest, strict=True)
     }
     return mean, kept, note
-
-
-def _krum_tensors(names: list[str], scope: str) -> list[str]:
-    """The tensors Krum's distances cover. BatchNorm's running statistics hold most of an
-    update's energy and differ between honest nodes with different data, so with `all`
-    they decide the selection; `learned` measures the trained parameters alone."""
-    if scope == "all":
-        return names
-    return [name for name in names if not name.endswith(RUNNING_STATISTICS)]
 
 
 def weighted_mean(deltas: list[Weights], weights: list[float]) -> Weights:
