@@ -580,6 +580,21 @@ def test_unsupported_input_is_refused_when_encoding():
         encode_update({"v": torch.tensor([1e6])}, CodecConfig(bits=4))
 
 
+def test_the_first_bad_tensor_is_named_when_several_are():
+    conv = {"conv.weight": torch.full((40, 40), float("inf"))}  # quantized at 4 bits
+    norm = {"norm.weight": torch.ones(2), "norm.bias": torch.tensor([float("nan")])}
+    for tensors, first in [({**conv, **norm}, "conv.weight"), ({**norm, **conv}, "norm.bias")]:
+        with pytest.raises(ValueError, match=f"'{first}': values must be finite"):
+            encode_update(tensors, CodecConfig(bits=4))
+    record = encode_update(update(), CodecConfig(bits=4, method=U))
+    broken = with_data(record, "norm.weight", lambda d: b"\x00\x7c" + d[2:])  # float16 inf
+    broken = with_data(broken, "small.weight", lambda d: b"\x00\x7c" + d[2:])
+    with pytest.raises(CodecError, match="'norm.weight': non-finite values"):
+        decode_update(broken)
+    with pytest.raises(CodecError, match="'conv.weight': 0 bytes"):
+        decode_update(with_data(broken, "conv.weight", lambda d: b""))
+
+
 def valid() -> ArrayRecord:
     return encode_update(update(), CodecConfig(bits=4, method=U))
 

@@ -22,9 +22,11 @@ from fedland.codec import (
     expected_payload_bytes,
     payload_bytes,
 )
-from fedland.codec.codebooks import dynamic8, fp4, lloyd_max, nf4
-from fedland.codec.methods import METHODS
+from fedland.codec.bitpack import pack, unpack
+from fedland.codec.codebooks import cells, dynamic8, fp4, lloyd_max, nf4
+from fedland.codec.methods import METHODS, Seeds
 from fedland.codec.rotation import hadamard, random_signs, rotate, unrotate
+from fedland.quant import pack_bits, unpack_bits
 from fedland.seeds import derive_seed
 
 GAUSSIAN_OPTIMUM = {1: 0.3634, 2: 0.1175, 3: 0.03454, 4: 0.009497}
@@ -195,6 +197,50 @@ def test_sender_and_receiver_rotate_with_the_same_signs_and_only_with_them():
     assert other["w"].data != record["w"].data
 
 
+def butterflies(rows: torch.Tensor) -> torch.Tensor:
+    """The transform as defined: radix-2 butterflies over bit 0 of the index, then bit 1...,
+    then the scale 1 / sqrt(d)."""
+    count, size = rows.shape
+    values = rows.clone()
+    span = 1
+    while span < size:
+        pairs = values.view(count, -1, 2, span)
+        first, second = pairs[:, :, 0].clone(), pairs[:, :, 1].clone()
+        pairs[:, :, 0], pairs[:, :, 1] = first + second, first - second
+        span *= 2
+    return values * (1.0 / math.sqrt(size))
+
+
+def bits_of(values: torch.Tensor) -> torch.Tensor:
+    return values.contiguous().view(torch.int32)
+
+
+@pytest.mark.parametrize("size", [1, 2, 8, 64, 256, 2048])
+def test_the_transform_adds_in_the_order_of_its_definition_bit_for_bit(size):
+    generator = torch.Generator().manual_seed(size)
+    rows = torch.randn(9, size, generator=generator)
+    rows *= torch.logspace(-40, 37, rows.numel()).view(rows.shape)  # tiny to near overflow
+    rows[0, : min(size, 2)] = torch.tensor([0.0, -0.0])[: min(size, 2)]
+    signs = random_signs(rows.numel(), size, rows.device).view(rows.shape)
+    assert torch.equal(bits_of(hadamard(rows)), bits_of(butterflies(rows)))
+    assert torch.equal(bits_of(rotate(rows, signs)), bits_of(butterflies(rows * signs)))
+    assert torch.equal(bits_of(unrotate(rows, signs)), bits_of(butterflies(rows) * signs))
+
+
+def test_random_signs_are_the_bits_of_the_seeded_bytes():
+    generator = torch.Generator().manual_seed(11)
+    random = torch.randint(0, 256, (3,), generator=generator, dtype=torch.uint8)
+    bits = [(int(byte) >> shift) & 1 for byte in random for shift in range(8)]
+    expected = torch.tensor([1.0 - 2.0 * bit for bit in bits[:21]])
+    assert torch.equal(random_signs(21, 11, random.device), expected)
+
+
+def test_each_tensor_draws_from_streams_named_by_the_message_seed_its_name_and_purpose():
+    seeds = Seeds(5, "conv.weight")
+    assert seeds("rotation") == derive_seed(derive_seed(5, "conv.weight"), "rotation")
+    assert seeds("rounding") == derive_seed(derive_seed(5, "conv.weight"), "rounding")
+
+
 # -- codebooks -----------------------------------------------------------------------------
 
 
@@ -218,6 +264,53 @@ def test_nf4_fp4_and_the_dynamic_map_have_the_bitsandbytes_values():
     assert sorted(set(fp4()[0].abs().tolist()))[-3:] == pytest.approx([0.5, 2 / 3, 1.0])
     dynamic, _ = dynamic8()
     assert len(dynamic) == 256 and float(dynamic.max()) == 1.0 and 0.0 in dynamic.tolist()
+
+
+CODEBOOKS = [(lloyd_max, (bits,)) for bits in (1, 2, 3, 4, 8)] + [
+    (nf4, ()),
+    (fp4, ()),
+    (dynamic8, ()),
+]
+
+
+@pytest.mark.parametrize(("codebook", "args"), CODEBOOKS)
+def test_the_cell_table_counts_the_thresholds_below_a_value_as_bucketize_does(codebook, args):
+    thresholds = codebook(*args)[1]
+    generator = torch.Generator().manual_seed(len(thresholds))
+    patterns = torch.randint(-(2**31), 2**31, (100_000,), generator=generator).to(torch.int32)
+    around = bits_of(thresholds).unsqueeze(1) + torch.arange(-2, 3, dtype=torch.int32)
+    special = [0.0, -0.0, 1e-45, -1e-45, 3e38, -3e38, math.inf, -math.inf, math.nan, -math.nan]
+    values = torch.cat(
+        [
+            patterns.view(torch.float32),
+            around.view(-1).view(torch.float32),
+            torch.tensor(special),
+            gaussian().view(-1) * 3,
+        ]
+    )
+    quiet = bits_of(values) & 0x00400000 != 0  # arithmetic makes quiet NaNs only
+    values = values[~values.isnan() | quiet]
+    expected = torch.bucketize(values, thresholds).masked_fill_(values.isnan(), 0)
+    assert torch.equal(cells(codebook, *args, device=values.device).codes(values), expected)
+
+
+@pytest.mark.parametrize("bits", [1, 2, 3, 4, 8])
+def test_the_codec_packs_codes_into_the_bytes_of_pack_bits(bits):
+    generator = torch.Generator().manual_seed(bits)
+    for count in (0, 1, 7, 8, 9, 63, 64, 65, 1000, 4099):
+        codes = torch.randint(0, 2**bits, (count,), generator=generator, dtype=torch.uint8)
+        packed = pack(codes, bits)
+        assert torch.equal(packed, pack_bits(codes, bits))
+        assert torch.equal(unpack(packed, bits, count), codes)
+        noise = torch.randint(0, 256, (len(packed) + 3,), generator=generator, dtype=torch.uint8)
+        assert torch.equal(unpack(noise, bits, count), unpack_bits(noise, bits, count))
+
+
+@pytest.mark.parametrize(("name", "bits", "variant"), SETTINGS)
+def test_what_the_receiver_decodes_is_what_the_sender_reconstructs(name, bits, variant):
+    value = torch.randn(33, 7, 3, 3, generator=torch.Generator().manual_seed(bits))
+    _, reconstructed, decoded = one_tensor(value, config(name, bits, variant, block=64))
+    assert torch.equal(reconstructed, decoded)
 
 
 # -- hostile payloads ----------------------------------------------------------------------
@@ -270,3 +363,16 @@ def test_topk_indices_out_of_range_or_order_are_refused():
     nan = bytes(data[: 4 * kept]) + torch.full((kept,), float("nan")).numpy().tobytes()
     with pytest.raises(CodecError, match="'w': non-finite values"):
         decode_update(tampered(record, nan), seed=3)
+
+
+@pytest.mark.parametrize("name", ["lloyd", "eden"])
+def test_a_scale_that_overflows_only_in_decoding_is_refused(name):
+    codec = config(name, 4)
+    record, _, _ = one_tensor(torch.randn(4, 256), codec)
+    # 1e38 x the largest level (2.73) is finite; eden's butterflies overflow its sum of 256
+    scale = 1e38 if name == "eden" else 2e38
+    head = torch.tensor([scale], dtype=torch.bfloat16).view(torch.uint8).numpy().tobytes()
+    scales = record["w"].data[2:8]  # the other three blocks' scales, then all codes 15
+    data = head + scales + b"\xff" * (len(record["w"].data) - 8)
+    with pytest.raises(CodecError, match="'w': scales too large: decoded values are not finite"):
+        decode_update(tampered(record, data), seed=3)

@@ -20,6 +20,7 @@ payload is caught before decoding.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import sys
@@ -84,7 +85,7 @@ class Encoding:
     def quantizer(self) -> Method | None:
         return METHODS.get(self.method)
 
-    @property
+    @functools.cached_property
     def stype(self) -> str:
         values = {"method": self.method, "bits": self.bits, "block": self.block}
         quantizer = self.quantizer
@@ -111,6 +112,13 @@ def parse_stype(stype: object) -> Encoding:
     anything that is not exactly the grammar of this format version."""
     if not isinstance(stype, str):
         raise ValueError(f"serialization type {type(stype).__name__} is not a string")
+    return _parse(stype)
+
+
+@functools.lru_cache(maxsize=256)
+def _parse(stype: str) -> Encoding:
+    """`parse_stype` of a string: an update repeats a few stypes over hundreds of tensors
+    (a refused one raises again, it is never cached)."""
     shown = repr(stype[:_SHOWN]) + ("..." if len(stype) > _SHOWN else "")
     head, *fields = stype.split(";")
     if head != STYPE_PREFIX:
@@ -240,22 +248,29 @@ class CodecConfig:
 
     def encoding(self, shape: Shape, dtype: torch.dtype) -> Encoding:
         """How a tensor of this shape and dtype is encoded."""
-        if not dtype.is_floating_point:
-            return Encoding(RAW)
-        if self.bits in FLOAT_WIDTHS:
-            return Encoding(FLOAT, self.bits)
-        if len(shape) >= 2 and math.prod(shape) >= self.min_quantize_size:
-            quantizer = METHODS[self.method]
-            block = quantizer.fixed_block or (self.block_size if quantizer.blockwise else 0)
-            return Encoding(self.method, self.bits, block, self.stochastic)
-        if self.float_bits in QUANTIZED_BITS:
-            return Encoding(SMALL_TENSOR_METHOD, self.float_bits, self.block_size)
-        return Encoding(FLOAT, self.float_bits)
+        return _encoding(self, tuple(shape), dtype)
 
     def width(self, shape: Shape, dtype: torch.dtype) -> int:
         """Bits per value of a tensor of this shape and dtype (before scales)."""
         bits = self.encoding(shape, dtype).bits
         return 8 * dtype.itemsize if bits is None else bits
+
+
+@functools.lru_cache(maxsize=1024)
+def _encoding(config: CodecConfig, shape: Shape, dtype: torch.dtype) -> Encoding:
+    """`CodecConfig.encoding`, once per config, shape and dtype: a model has a few dozen
+    shapes, and an update repeats them over hundreds of tensors."""
+    if not dtype.is_floating_point:
+        return Encoding(RAW)
+    if config.bits in FLOAT_WIDTHS:
+        return Encoding(FLOAT, config.bits)
+    if len(shape) >= 2 and math.prod(shape) >= config.min_quantize_size:
+        quantizer = METHODS[config.method]
+        block = quantizer.fixed_block or (config.block_size if quantizer.blockwise else 0)
+        return Encoding(config.method, config.bits, block, config.stochastic)
+    if config.float_bits in QUANTIZED_BITS:
+        return Encoding(SMALL_TENSOR_METHOD, config.float_bits, config.block_size)
+    return Encoding(FLOAT, config.float_bits)
 
 
 def dtype_name(name: str, dtype: torch.dtype) -> str:

@@ -4,8 +4,8 @@ Every method turns a flat float32 tensor into byte parts (scales or norms, then 
 codes, or indices and values), computes what the receiver will decode, and decodes its own
 parts back with every field checked: a `ValueError` states the problem, the caller names
 the tensor. `size` gives the exact payload for a tensor, so a truncated or padded payload is
-caught before decoding. The receiver derives the same per-tensor `seed` as the sender (see
-`fedland.seeds`); it drives the rotation's signs and stochastic rounding.
+caught before decoding. The receiver derives the same per-tensor `Seeds` as the sender (see
+`fedland.seeds`); they drive the rotation's signs and stochastic rounding.
 
 Ours: `lloyd` (the Lloyd-Max levels of N(0, 1) for each block normalized by its RMS, and a
 least-squares scale per block: the default) and `eden` (the same after a seeded randomized
@@ -20,24 +20,33 @@ and NVIDIA FLARE's bitsandbytes formats `blockwise8` (dynamic 8-bit map, block 4
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
 
 from fedland.codec import codebooks
+from fedland.codec.bitpack import pack, unpack
 from fedland.codec.rotation import is_power_of_two, random_signs, rotate, unrotate
-from fedland.quant import (
-    dequantize_blockwise,
-    max_code,
-    pack_bits,
-    packed_size,
-    quantize_blockwise,
-    unpack_bits,
-)
+from fedland.quant import dequantize_blockwise, max_code, max_level, packed_size, quantize_blockwise
 from fedland.seeds import derive_seed
 
 Parts = list[torch.Tensor]  # each part's bytes, in order, make the Array's data
-Codebook = Callable[[], tuple[torch.Tensor, torch.Tensor]]
+Codebook = Callable[..., codebooks.Codebook]
+_FLOAT32_MAX = torch.finfo(torch.float32).max
+
+
+class Seeds:
+    """The seeds of one tensor's random streams, by purpose: derived from the message's seed
+    and the tensor's name (see `fedland.seeds`) on first use, as most methods draw none."""
+
+    def __init__(self, message: int, name: str) -> None:
+        self._message, self._name, self._tensor = message, name, None
+
+    def __call__(self, purpose: str) -> int:
+        if self._tensor is None:
+            self._tensor = derive_seed(self._message, self._name)
+        return derive_seed(self._tensor, purpose)
 
 
 class Method:
@@ -59,13 +68,20 @@ class Method:
         raise NotImplementedError
 
     def encode(
-        self, flat: torch.Tensor, bits: int, block: int, unbiased: bool, seed: int
-    ) -> tuple[Parts, torch.Tensor]:
-        """Byte parts and the float32 values the receiver decodes from them."""
+        self,
+        flat: torch.Tensor,
+        bits: int,
+        block: int,
+        unbiased: bool,
+        seeds: Seeds,
+        reconstruct: bool,
+    ) -> tuple[Parts, torch.Tensor | None]:
+        """Byte parts and, with `reconstruct`, the float32 values the receiver decodes from
+        them (else None: computing them costs as much as decoding)."""
         raise NotImplementedError
 
     def decode(
-        self, data: memoryview, count: int, bits: int, block: int, unbiased: bool, seed: int
+        self, data: memoryview, count: int, bits: int, block: int, unbiased: bool, seeds: Seeds
     ) -> torch.Tensor:
         raise NotImplementedError
 
@@ -80,19 +96,23 @@ class Uniform(Method):
     def size(self, count: int, bits: int, block: int) -> int:
         return 2 * _blocks(count, block) + packed_size(count, bits)
 
-    def encode(self, flat, bits, block, unbiased, seed):
-        generator = _generator(seed, flat.device) if unbiased else None
+    def encode(self, flat, bits, block, unbiased, seeds, reconstruct):
+        generator = _generator(seeds, flat.device) if unbiased else None
         codes, scales = quantize_blockwise(flat, bits, block, unbiased, generator)
-        if not torch.isfinite(scales).all():
+        if not all_finite(scales):
             raise ValueError("values must be finite and within bfloat16 range")
-        decoded = dequantize_blockwise(codes, scales, bits, block, flat.numel())
-        return [scales.view(torch.uint8), pack_bits(codes, bits)], decoded
+        decoded = None
+        if reconstruct:
+            decoded = dequantize_blockwise(codes, scales, bits, block, flat.numel())
+        return [scales.view(torch.uint8), pack(codes, bits)], decoded
 
-    def decode(self, data, count, bits, block, unbiased, seed):
+    def decode(self, data, count, bits, block, unbiased, seeds):
         blocks = _blocks(count, block)
-        scales = _scales(data[: 2 * blocks], torch.bfloat16)
+        scales, largest = _scales(data[: 2 * blocks], torch.bfloat16)
         codes = _codes(data[2 * blocks :], bits, count, max_code(bits))
-        return _finite(dequantize_blockwise(codes, scales, bits, block, count))
+        # (code - L) x scale, or (code - 0.5) x (2 x scale) at 1 bit
+        bound = largest * (2 if bits == 1 else max_level(bits))
+        return _finite(dequantize_blockwise(codes, scales, bits, block, count), bound)
 
 
 class LloydMax(Method):
@@ -105,29 +125,30 @@ class LloydMax(Method):
     def size(self, count: int, bits: int, block: int) -> int:
         return 2 * _blocks(count, block) + packed_size(count, bits)
 
-    def encode(self, flat, bits, block, unbiased, seed):
-        levels, thresholds = _on(codebooks.lloyd_max(bits), flat.device)
+    def encode(self, flat, bits, block, unbiased, seeds, reconstruct):
+        levels = codebooks.lloyd_max(bits)[0].to(flat.device)
         count = flat.numel()
         rows = _rows(flat, block)
-        rms = (rows.square().sum(1) / _filled(count, block, rows)).sqrt_().unsqueeze(1)
-        codes = _nearest(rows / torch.where(rms > 0, rms, 1.0), thresholds)
+        rms = _mean_per_block(rows.square().sum(1), count, block).sqrt_().unsqueeze(1)
+        codes = _nearest(rows / torch.where(rms > 0, rms, 1.0), codebooks.lloyd_max, bits)
         chosen = _lookup(levels, codes)
         if count % block:  # padding takes no part in the least-squares scale
             chosen[-1, count % block :] = 0.0
         scales = ((rows * chosen).sum(1) / chosen.square().sum(1)).to(torch.bfloat16)
-        if not torch.isfinite(scales).all():
+        if not all_finite(scales):
             raise ValueError("values must be finite and within bfloat16 range")
-        decoded = (chosen * scales.to(torch.float32).unsqueeze(1)).reshape(-1)[:count]
-        codes = codes.to(torch.uint8).reshape(-1)[:count]
-        return [scales.view(torch.uint8), pack_bits(codes, bits)], decoded
+        decoded = None
+        if reconstruct:
+            decoded = (chosen * scales.to(torch.float32).unsqueeze(1)).reshape(-1)[:count]
+        return [scales.view(torch.uint8), pack(codes.reshape(-1)[:count], bits)], decoded
 
-    def decode(self, data, count, bits, block, unbiased, seed):
+    def decode(self, data, count, bits, block, unbiased, seeds):
         levels, _ = codebooks.lloyd_max(bits)
         blocks = _blocks(count, block)
-        scales = _scales(data[: 2 * blocks], torch.bfloat16)
-        codes = _codes(data[2 * blocks :], bits, count, 2**bits - 1)
-        rows = _rows(_lookup(levels, codes), block)
-        return _finite((rows * scales.to(torch.float32).unsqueeze(1)).reshape(-1)[:count])
+        scales, largest = _scales(data[: 2 * blocks], torch.bfloat16)
+        rows = _rows(_levels(data[2 * blocks :], bits, count, codebooks.lloyd_max, bits), block)
+        values = (rows * scales.unsqueeze(1)).reshape(-1)[:count]
+        return _finite(values, largest * _peak(levels))
 
 
 class Eden(Method):
@@ -149,15 +170,15 @@ class Eden(Method):
         blocks = _blocks(count, block)
         return 2 * blocks + packed_size(blocks * block, bits)
 
-    def encode(self, flat, bits, block, unbiased, seed):
-        levels, thresholds = _on(codebooks.lloyd_max(bits), flat.device)
+    def encode(self, flat, bits, block, unbiased, seeds, reconstruct):
+        levels = codebooks.lloyd_max(bits)[0].to(flat.device)
         count = flat.numel()
         rows = _rows(flat, block)
-        signs = random_signs(rows.numel(), derive_seed(seed, "rotation"), flat.device)
+        signs = random_signs(rows.numel(), seeds("rotation"), flat.device)
         rotated = rotate(rows, signs)
         energy = rotated.square().sum(1)
         rms = (energy / block).sqrt_().unsqueeze(1)
-        codes = _nearest(rotated / torch.where(rms > 0, rms, 1.0), thresholds)
+        codes = _nearest(rotated / torch.where(rms > 0, rms, 1.0), codebooks.lloyd_max, bits)
         chosen = _lookup(levels, codes)
         overlap = (rotated * chosen).sum(1)
         if unbiased:
@@ -165,20 +186,24 @@ class Eden(Method):
         else:
             exact = overlap / chosen.square().sum(1)
         scales = exact.to(torch.bfloat16)
-        if not torch.isfinite(scales).all():
+        if not all_finite(scales):
             raise ValueError("values must be finite and within bfloat16 range")
-        decoded = unrotate(chosen * scales.to(torch.float32).unsqueeze(1), signs)
-        parts = [scales.view(torch.uint8), pack_bits(codes.to(torch.uint8).reshape(-1), bits)]
-        return parts, decoded.reshape(-1)[:count]
+        decoded = None
+        if reconstruct:
+            rows = chosen * scales.to(torch.float32).unsqueeze(1)
+            decoded = unrotate(rows, signs).reshape(-1)[:count]
+        return [scales.view(torch.uint8), pack(codes, bits)], decoded
 
-    def decode(self, data, count, bits, block, unbiased, seed):
+    def decode(self, data, count, bits, block, unbiased, seeds):
         levels, _ = codebooks.lloyd_max(bits)
         blocks = _blocks(count, block)
-        scales = _scales(data[: 2 * blocks], torch.bfloat16)
-        codes = _codes(data[2 * blocks :], bits, blocks * block, 2**bits - 1)
-        rows = _lookup(levels, codes).view(blocks, block) * scales.to(torch.float32).unsqueeze(1)
-        signs = random_signs(rows.numel(), derive_seed(seed, "rotation"), rows.device)
-        return _finite(unrotate(rows, signs).reshape(-1)[:count])
+        scales, largest = _scales(data[: 2 * blocks], torch.bfloat16)
+        chosen = _levels(data[2 * blocks :], bits, blocks * block, codebooks.lloyd_max, bits)
+        rows = chosen.view(blocks, block) * scales.unsqueeze(1)
+        signs = random_signs(rows.numel(), seeds("rotation"), rows.device)
+        # The butterflies' sums stay within block x the largest input (twice, for rounding).
+        bound = largest * _peak(levels) * 2 * block
+        return _finite(unrotate(rows, signs).reshape(-1)[:count], bound)
 
 
 class Qsgd(Method):
@@ -191,28 +216,33 @@ class Qsgd(Method):
     def size(self, count: int, bits: int, block: int) -> int:
         return 4 * _blocks(count, block) + packed_size(count, bits)
 
-    def encode(self, flat, bits, block, unbiased, seed):
+    def encode(self, flat, bits, block, unbiased, seeds, reconstruct):
         levels = 2 ** (bits - 1) - 1
         count = flat.numel()
         rows = _rows(flat, block)
         norms = rows.norm(dim=1)
-        if not torch.isfinite(norms).all():
+        if not all_finite(norms):
             raise ValueError("values must be finite and their bucket norms within float32")
         scaled = rows.abs() * (levels / torch.where(norms > 0, norms, 1.0)).unsqueeze(1)
-        noise = torch.rand(rows.shape, generator=_generator(seed, flat.device), device=flat.device)
+        generator = _generator(seeds, flat.device)
+        noise = torch.rand(rows.shape, generator=generator, device=flat.device)
         magnitude = (scaled + noise).floor_().clamp_(max=levels)
         signed = magnitude * torch.where(rows < 0, -1.0, 1.0)
         codes = (signed + levels).to(torch.uint8).reshape(-1)[:count]
-        decoded = (signed * (norms / levels).unsqueeze(1)).reshape(-1)[:count]
-        return [norms.view(torch.uint8), pack_bits(codes, bits)], decoded
+        decoded = None
+        if reconstruct:
+            decoded = (signed * (norms / levels).unsqueeze(1)).reshape(-1)[:count]
+        return [norms.view(torch.uint8), pack(codes, bits)], decoded
 
-    def decode(self, data, count, bits, block, unbiased, seed):
+    def decode(self, data, count, bits, block, unbiased, seeds):
         levels = 2 ** (bits - 1) - 1
         blocks = _blocks(count, block)
-        norms = _scales(data[: 4 * blocks], torch.float32)
+        norms, largest = _scales(data[: 4 * blocks], torch.float32)
         codes = _codes(data[4 * blocks :], bits, count, 2 * levels)
         rows = _rows(codes.to(torch.float32) - levels, block)
-        return _finite((rows * (norms / levels).unsqueeze(1)).reshape(-1)[:count])
+        # |code - L| x (norm / L) is within the norm, twice that for rounding
+        values = (rows * (norms / levels).unsqueeze(1)).reshape(-1)[:count]
+        return _finite(values, 2 * largest)
 
 
 class ScaledSign(Method):
@@ -225,19 +255,16 @@ class ScaledSign(Method):
     def size(self, count: int, bits: int, block: int) -> int:
         return 4 + packed_size(count, 1)
 
-    def encode(self, flat, bits, block, unbiased, seed):
+    def encode(self, flat, bits, block, unbiased, seeds, reconstruct):
         scale = flat.abs().mean() if flat.numel() else flat.new_zeros(())
         if not torch.isfinite(scale):
             raise ValueError("values must be finite")
         positive = flat >= 0
-        decoded = torch.where(positive, scale, -scale)
-        return [
-            scale.reshape(1).view(torch.uint8),
-            pack_bits(positive.view(torch.uint8), 1),
-        ], decoded
+        decoded = torch.where(positive, scale, -scale) if reconstruct else None
+        return [scale.reshape(1).view(torch.uint8), pack(positive.view(torch.uint8), 1)], decoded
 
-    def decode(self, data, count, bits, block, unbiased, seed):
-        scale = _scales(data[:4], torch.float32)[0]
+    def decode(self, data, count, bits, block, unbiased, seeds):
+        scale = _scales(data[:4], torch.float32)[0][0]
         positive = _codes(data[4:], 1, count, 1).bool()
         return torch.where(positive, scale, -scale)
 
@@ -256,16 +283,16 @@ class TopK(Method):
     def size(self, count: int, bits: int, block: int) -> int:
         return 8 * self.kept(count, bits)
 
-    def encode(self, flat, bits, block, unbiased, seed):
-        if not torch.isfinite(flat).all():
+    def encode(self, flat, bits, block, unbiased, seeds, reconstruct):
+        if not all_finite(flat):
             raise ValueError("values must be finite")
         kept = self.kept(flat.numel(), bits)
         indices = flat.abs().topk(kept, sorted=False).indices.sort().values
         values = flat[indices]
-        decoded = torch.zeros_like(flat).index_put_((indices,), values)
+        decoded = torch.zeros_like(flat).index_put_((indices,), values) if reconstruct else None
         return [indices.to(torch.int32).view(torch.uint8), values.view(torch.uint8)], decoded
 
-    def decode(self, data, count, bits, block, unbiased, seed):
+    def decode(self, data, count, bits, block, unbiased, seeds):
         kept = self.kept(count, bits)
         indices = from_bytes(data[: 4 * kept], torch.int32).long()
         values = from_bytes(data[4 * kept :], torch.float32)
@@ -273,7 +300,7 @@ class TopK(Method):
             raise ValueError(f"indices outside 0..{count - 1}")
         if kept > 1 and not bool((indices[1:] > indices[:-1]).all()):
             raise ValueError("indices not in strictly increasing order")
-        if not torch.isfinite(values).all():
+        if not all_finite(values):
             raise ValueError("non-finite values")
         return torch.zeros(count).index_put_((indices,), values)
 
@@ -288,26 +315,27 @@ class AbsmaxCodebook(Method):
     def size(self, count: int, bits: int, block: int) -> int:
         return 4 * _blocks(count, block) + packed_size(count, bits)
 
-    def encode(self, flat, bits, block, unbiased, seed):
-        levels, thresholds = _on(self.codebook(), flat.device)
+    def encode(self, flat, bits, block, unbiased, seeds, reconstruct):
         count = flat.numel()
         rows = _rows(flat, block)
         absmax = rows.abs().amax(1)
-        if not torch.isfinite(absmax).all():
+        if not all_finite(absmax):
             raise ValueError("values must be finite")
         unit = rows / torch.where(absmax > 0, absmax, 1.0).unsqueeze(1)
-        codes = _nearest(unit, thresholds)
-        decoded = (_lookup(levels, codes) * absmax.unsqueeze(1)).reshape(-1)[:count]
-        codes = codes.to(torch.uint8).reshape(-1)[:count]
-        return [absmax.view(torch.uint8), pack_bits(codes, bits)], decoded
+        codes = _nearest(unit, self.codebook)
+        decoded = None
+        if reconstruct:
+            levels = self.codebook()[0].to(flat.device)
+            decoded = (_lookup(levels, codes) * absmax.unsqueeze(1)).reshape(-1)[:count]
+        return [absmax.view(torch.uint8), pack(codes.reshape(-1)[:count], bits)], decoded
 
-    def decode(self, data, count, bits, block, unbiased, seed):
+    def decode(self, data, count, bits, block, unbiased, seeds):
         levels, _ = self.codebook()
         blocks = _blocks(count, block)
-        absmax = _scales(data[: 4 * blocks], torch.float32)
-        codes = _codes(data[4 * blocks :], bits, count, 2**bits - 1)
-        rows = _rows(_lookup(levels, codes), block)
-        return _finite((rows * absmax.unsqueeze(1)).reshape(-1)[:count])
+        absmax, largest = _scales(data[: 4 * blocks], torch.float32)
+        rows = _rows(_levels(data[4 * blocks :], bits, count, self.codebook), block)
+        values = (rows * absmax.unsqueeze(1)).reshape(-1)[:count]
+        return _finite(values, largest * _peak(levels))
 
 
 METHODS: dict[str, Method] = {
@@ -338,56 +366,85 @@ def _rows(flat: torch.Tensor, block: int) -> torch.Tensor:
     return flat.view(-1, block)
 
 
-def _filled(count: int, block: int, rows: torch.Tensor) -> torch.Tensor:
-    """How many values (not padding) each row holds."""
-    filled = torch.full((rows.shape[0],), float(block), device=rows.device)
+def _mean_per_block(sums: torch.Tensor, count: int, block: int) -> torch.Tensor:
+    """Each block's mean from its sum, over the values it holds (the last may hold fewer
+    than `block`)."""
+    means = sums / block
     if count % block:
-        filled[-1] = count % block
-    return filled
+        means[-1] = sums[-1] / (count % block)
+    return means
 
 
 def _lookup(levels: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-    """The levels the codes name (index_select with int32 indices: the fastest lookup)."""
-    return levels.index_select(0, codes.reshape(-1).int()).view(codes.shape)
+    """The levels the codes name (index_select with int64 indices: the fastest lookup)."""
+    return levels.index_select(0, codes.reshape(-1).long()).view(codes.shape)
 
 
-def _nearest(values: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
-    """Index of the nearest level (sorted), given the thresholds between levels: the number
-    of thresholds below each value, as `torch.bucketize` counts them. Up to 4 bits the
-    comparisons are summed directly, several times faster than bucketize's binary search."""
-    if len(thresholds) > 15:
-        return torch.bucketize(values, thresholds)
-    codes = torch.zeros(values.shape, dtype=torch.uint8, device=values.device)
-    for threshold in thresholds.tolist():
-        codes += values > threshold
-    return codes
+def _nearest(values: torch.Tensor, codebook: Codebook, *args: int) -> torch.Tensor:
+    """uint8 index of the nearest level of `codebook(*args)` for each contiguous float32
+    value: the number of thresholds below it, as `torch.bucketize` counts them. A single
+    threshold is one comparison; more take `codebooks.cells`' table lookups, several times
+    faster than a comparison per threshold or bucketize's binary search."""
+    thresholds = codebook(*args)[1]
+    if len(thresholds) == 1:
+        return torch.gt(values, float(thresholds[0])).view(torch.uint8)
+    return codebooks.cells(codebook, *args, device=values.device).codes(values)
 
 
-def _on(codebook: tuple[torch.Tensor, torch.Tensor], device: torch.device):
-    levels, thresholds = codebook
-    return levels.to(device), thresholds.to(device)
+def _peak(levels: torch.Tensor) -> float:
+    """The largest magnitude of sorted levels."""
+    return max(-float(levels[0]), float(levels[-1]))
 
 
-def _generator(seed: int, device: torch.device) -> torch.Generator:
-    return torch.Generator(device=device).manual_seed(derive_seed(seed, "rounding"))
+def _generator(seeds: Seeds, device: torch.device) -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(seeds("rounding"))
 
 
-def _scales(data: memoryview, dtype: torch.dtype) -> torch.Tensor:
+def all_finite(values: torch.Tensor) -> bool:
+    """Whether no value is infinite or NaN: one pass of aminmax (NaN propagates) rather
+    than isfinite's tensor of booleans and its reduction."""
+    if not values.numel():
+        return True
+    return all(math.isfinite(float(value)) for value in torch.aminmax(values))
+
+
+def _scales(data: memoryview, dtype: torch.dtype) -> tuple[torch.Tensor, float]:
+    """Non-negative finite scales as float32, and the largest of them (0 for none)."""
     scales = from_bytes(data, dtype)
-    if not (torch.isfinite(scales).all() and (scales >= 0).all()):
+    if not scales.numel():
+        return scales.to(torch.float32), 0.0
+    low, high = (float(value) for value in torch.aminmax(scales))
+    if not (low >= 0 and high < math.inf):  # NaN fails both
         raise ValueError("scales that are negative or not finite")
-    return scales.to(torch.float32)
+    return scales.to(torch.float32), high
+
+
+def _levels(
+    data: memoryview, bits: int, count: int, codebook: Codebook, *args: int
+) -> torch.Tensor:
+    """The levels of `codebook(*args)` that `count` packed codes name (every code of the
+    width is a level, so none is refused). Widths that divide a byte are looked up a byte
+    at a time, all of its codes at once, without unpacking."""
+    packed = from_bytes(data, torch.uint8)
+    if 8 % bits:
+        return _lookup(codebook(*args)[0], unpack(packed, bits, count))
+    table = codebooks.byte_levels(codebook, *args, bits=bits, device=packed.device)
+    return table.index_select(0, packed.long()).view(-1)[:count]
 
 
 def _codes(data: memoryview, bits: int, count: int, largest: int) -> torch.Tensor:
-    codes = unpack_bits(from_bytes(data, torch.uint8), bits, count)
-    if count and int(codes.max()) > largest:
+    codes = unpack(from_bytes(data, torch.uint8), bits, count)
+    if largest < 2**bits - 1 and count and int(codes.max()) > largest:
         raise ValueError(f"codes above {largest}, the largest this {bits}-bit format uses")
     return codes
 
 
-def _finite(values: torch.Tensor) -> torch.Tensor:
-    if not torch.isfinite(values).all():
+def _finite(values: torch.Tensor, bound: float) -> torch.Tensor:
+    """`values`, refused if any is not finite. `bound` (exact, in float64) is at least the
+    magnitude of every value and every intermediate result that made them from finite
+    inputs: within float32 range nothing can have overflowed and the pass over the values
+    is skipped."""
+    if bound > _FLOAT32_MAX and not all_finite(values):
         raise ValueError("scales too large: decoded values are not finite")
     return values
 
