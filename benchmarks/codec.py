@@ -17,7 +17,7 @@ tensor, and over the quantized tensors alone (`q`). The other tensors (BatchNorm
 biases and running statistics, 2.5% of the coordinates) travel at float16: they add about
 0.4 bits per coordinate, and the running statistics' change in training holds nearly all of
 the update's squared norm, so the whole-update vNMSE says little about the quantizer.
-A second table holds our default (lloyd) and eden against the goals on the update, both
+A second table holds ours (lloyd, the default; ecsq; eden) against the goals on the update, both
 ways: vNMSE <= 0.31 / 0.12 / 0.035 / 0.010 at 1 / 2 / 3 / 4 bits at no more than b + 0.1
 bits per coordinate.
 
@@ -168,7 +168,7 @@ def main() -> None:
     )
     goal_rows = []
     for r in rows:
-        if r["method"] not in ("lloyd", "eden") or r["bits"] not in GOALS:
+        if r["method"] not in ("lloyd", "ecsq", "eden") or r["bits"] not in GOALS:
             continue
         bits_goal = r["bits"] + GOAL_BITS_SLACK
         error_goal = GOALS[r["bits"]]
@@ -261,7 +261,8 @@ def measure(tensors: dict[str, torch.Tensor], codec: CodecConfig, runs: int) -> 
         if decoded is None:
             decoded = result
     size = payload_bytes(record)
-    assert size == expected_payload_bytes(expected, codec), (codec, size)
+    bound = expected_payload_bytes(expected, codec)  # exact, or the bound of ecsq's frames
+    assert size == bound if METHODS[codec.method].exact_size else size <= bound, (codec, size)
     figures = {
         "payload_bytes": size,
         "encode_s": statistics.median(encode_times),

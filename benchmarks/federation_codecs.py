@@ -32,6 +32,8 @@ SETTINGS = [
     (1, 2, "lloyd", "lloyd"),
     (4, 4, "lloyd", "lloyd"),
     (2, 2, "eden", "eden"),
+    (2, 2, "ecsq", "ecsq"),  # entropy-coded: a finer grid for the same bytes
+    (4, 4, "ecsq", "ecsq"),
     (2, 2, "uniform", "uniform"),  # the grid of codec v2
     (4, 4, "qsgd", "qsgd"),
     (4, 4, "nf4", "nf4"),  # NVIDIA FLARE's 4-bit format

@@ -11,6 +11,7 @@ import math
 
 import pytest
 import torch
+import zstandard
 from flwr.app import Array, ArrayRecord
 
 from fedland.codec import (
@@ -84,7 +85,10 @@ def formula(name: str, count: int, bits: int, block: int) -> int:
     raise AssertionError(name)
 
 
-@pytest.mark.parametrize(("name", "bits", "variant"), SETTINGS)
+EXACT = [setting for setting in SETTINGS if setting[0] != "ecsq"]
+
+
+@pytest.mark.parametrize(("name", "bits", "variant"), EXACT)
 @pytest.mark.parametrize(("shape", "block"), [((40, 50), 256), ((33, 7, 3, 3), 64)])
 def test_payload_size_is_the_documented_formula(name, bits, variant, shape, block):
     codec = config(name, bits, variant, block)
@@ -93,6 +97,34 @@ def test_payload_size_is_the_documented_formula(name, bits, variant, shape, bloc
     size = formula(name, value.numel(), bits, block)
     assert len(record["w"].data) == size
     assert payload_bytes(record) == expected_payload_bytes({"w": (shape, value.dtype)}, codec)
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4])
+@pytest.mark.parametrize(("shape", "block"), [((40, 50), 256), ((33, 7, 3, 3), 64)])
+def test_ecsq_sends_scales_then_one_zstd_frame_of_its_packed_codes(bits, shape, block):
+    codec = config("ecsq", bits, block=block)
+    value = torch.randn(shape)
+    data = encode_update({"w": value}, codec, seed=1)["w"].data
+    count, code_bits = value.numel(), 4 if bits < 4 else 8
+    scales = 2 * math.ceil(count / block)
+    frame = data[scales:]
+    packed = zstandard.ZstdDecompressor().decompress(frame)
+    assert zstandard.frame_content_size(frame) == len(packed) == math.ceil(count * code_bits / 8)
+    codes = unpack_bits(torch.frombuffer(bytearray(packed), dtype=torch.uint8), code_bits, count)
+    assert int(codes.max()) <= 2**code_bits - 2  # +-7 or +-127 around the middle code
+    assert len(data) <= expected_payload_bytes({"w": (shape, value.dtype)}, codec)
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4])
+def test_ecsq_costs_about_its_bits_and_beats_lloyd_at_three_and_four(bits):
+    value = gaussian(256 * 512)
+    errors, sizes = {}, {}
+    for name in ("lloyd", "ecsq"):
+        record, reconstructed, decoded = one_tensor(value, config(name, bits))
+        assert torch.equal(reconstructed, decoded)
+        errors[name], sizes[name] = vnmse(decoded, value), payload_bytes(record)
+    assert 8 * sizes["ecsq"] / value.numel() <= bits + 0.1
+    assert errors["ecsq"] <= errors["lloyd"] * (1.0 if bits == 2 else 0.85), errors
 
 
 # -- error ---------------------------------------------------------------------------------
@@ -107,7 +139,7 @@ def test_lloyd_and_eden_reach_the_gaussian_optimum(bits):
         assert vnmse(decoded, value) <= GAUSSIAN_OPTIMUM[bits] * 1.03, name
 
 
-@pytest.mark.parametrize("name", ["lloyd", "eden", "uniform", "qsgd", "topk"])
+@pytest.mark.parametrize("name", ["lloyd", "ecsq", "eden", "uniform", "qsgd", "topk"])
 def test_more_bits_never_give_more_error(name):
     widths = [b for b in METHODS[name].widths if name != "uniform" or b != 2]
     errors = [vnmse(one_tensor(gaussian(), config(name, b))[2], gaussian()) for b in widths]
@@ -323,7 +355,7 @@ def tampered(record: ArrayRecord, data: bytes) -> ArrayRecord:
     )
 
 
-@pytest.mark.parametrize(("name", "bits", "variant"), SETTINGS)
+@pytest.mark.parametrize(("name", "bits", "variant"), EXACT)
 def test_truncated_and_padded_payloads_name_the_tensor(name, bits, variant):
     codec = config(name, bits, variant)
     record, _, _ = one_tensor(torch.randn(40, 50), codec)
@@ -376,3 +408,44 @@ def test_a_scale_that_overflows_only_in_decoding_is_refused(name):
     data = head + scales + b"\xff" * (len(record["w"].data) - 8)
     with pytest.raises(CodecError, match="'w': scales too large: decoded values are not finite"):
         decode_update(tampered(record, data), seed=3)
+
+
+def ecsq_record(bits: int = 2) -> tuple[ArrayRecord, int]:
+    """A 4-bit-coded ecsq tensor of 2000 values, and the length of its scales."""
+    record, _, _ = one_tensor(torch.randn(40, 50), config("ecsq", bits))
+    return record, 2 * math.ceil(2000 / 256)
+
+
+def test_damaged_ecsq_frames_are_refused_naming_the_tensor():
+    record, scales = ecsq_record()
+    data = record["w"].data
+    packed = zstandard.ZstdDecompressor().decompress(data[scales:])
+    unsized = zstandard.ZstdCompressor(write_content_size=False).compress(packed)
+    for broken, problem in (
+        (data[:-1], "truncated zstd frame"),
+        (data + b"\0", "1 bytes after the zstd frame"),
+        (data[:scales] + unsized, "the zstd frame declares no size where"),
+        (data[:scales] + b"\0" * 40, "codes are not a zstd frame"),
+        (b"", "codes are not a zstd frame"),
+    ):
+        with pytest.raises(CodecError, match=f"'w': {problem}"):
+            decode_update(tampered(record, broken), seed=3)
+
+
+def test_an_ecsq_frame_cannot_make_the_receiver_allocate_more_than_the_shape_implies():
+    record, _, _ = one_tensor(torch.randn(400, 500), config("ecsq", 2))
+    data, scales = record["w"].data, 2 * math.ceil(200_000 / 256)
+    bomb = zstandard.ZstdCompressor().compress(b"\0" * (1 << 30))  # 1 GiB in 32 kB
+    assert scales + len(bomb) <= len(data)  # within the payload's bound: the frame decides
+    with pytest.raises(CodecError, match="'w': the zstd frame declares 1073741824 bytes"):
+        decode_update(tampered(record, data[:scales] + bomb), seed=3)
+    bound = expected_payload_bytes({"w": ((400, 500), torch.float32)}, config("ecsq", 2))
+    with pytest.raises(CodecError, match=f"'w': {bound + 1} bytes where stype and shape allow"):
+        decode_update(tampered(record, data + b"\0" * (bound + 1 - len(data))), seed=3)
+
+
+def test_ecsq_codes_outside_the_grid_are_refused():
+    record, scales = ecsq_record()
+    unused = zstandard.ZstdCompressor().compress(b"\xff" * 1000)  # code 15: no grid point
+    with pytest.raises(CodecError, match="'w': codes above 14"):
+        decode_update(tampered(record, record["w"].data[:scales] + unused), seed=3)

@@ -86,6 +86,29 @@ def _codebook(values: np.ndarray, pad_to: int | None = None) -> Codebook:
     return torch.from_numpy(levels), torch.from_numpy(thresholds.astype(np.float32))
 
 
+@functools.cache
+def entropy_step(entropy: float, limit: int) -> float:
+    """The step of the uniform grid round(z / step), clamped to +-`limit`, whose codes have
+    `entropy` bits for z ~ N(0, 1) (found by bisection: the entropy falls as the step grows)."""
+    low, high = 1e-4, 64.0
+    for _ in range(80):
+        step = (low + high) / 2
+        if gaussian_grid_entropy(step, limit) > entropy:
+            low = step
+        else:
+            high = step
+    return high
+
+
+def gaussian_grid_entropy(step: float, limit: int) -> float:
+    """Bits per code of round(z / step) clamped to +-`limit`, for z ~ N(0, 1)."""
+    edges = (np.arange(-limit, limit) + 0.5) * step
+    cumulative = np.concatenate(([0.0], ndtr(edges), [1.0]))
+    mass = np.diff(cumulative)
+    mass = mass[mass > 0]
+    return float(-(mass * np.log2(mass)).sum())
+
+
 class Cells:
     """The number of thresholds below each float32 value, from its bit pattern.
 

@@ -3,19 +3,22 @@
 Every method turns a flat float32 tensor into byte parts (scales or norms, then packed
 codes, or indices and values), computes what the receiver will decode, and decodes its own
 parts back with every field checked: a `ValueError` states the problem, the caller names
-the tensor. `size` gives the exact payload for a tensor, so a truncated or padded payload is
-caught before decoding. The receiver derives the same per-tensor `Seeds` as the sender (see
+the tensor. `size` gives the exact payload for a tensor (for `ecsq` its bound, and the zstd
+frame states its exact content), so a truncated or padded payload is caught before
+decoding. The receiver derives the same per-tensor `Seeds` as the sender (see
 `fedland.seeds`); they drive the rotation's signs and stochastic rounding.
 
 Ours: `lloyd` (the Lloyd-Max levels of N(0, 1) for each block normalized by its RMS, and a
-least-squares scale per block: the default) and `eden` (the same after a seeded randomized
-Hadamard rotation of each block, with EDEN's least-squares or unbiased scale; at 1 bit it is
-DRIVE). The grid of earlier versions: `uniform`. The anchors' codecs from their published
-definitions: `qsgd` (Alistarh et al. 2017: s = 2^(b-1) - 1 levels of |x| / |bucket|_2,
-stochastic), `sign` (EF-signSGD, Karimireddy et al. 2019: sign x mean |x| per tensor), `topk`
-(the b/64 largest magnitudes as int32 indices and float32 values, b bits per coordinate),
-and NVIDIA FLARE's bitsandbytes formats `blockwise8` (dynamic 8-bit map, block 4096),
-`nf4` and `fp4` (block 64), each with a float32 absmax per block.
+least-squares scale per block: the default), `ecsq` (a finer uniform grid whose codes a
+zstd frame entropy-codes: less error for the same bytes at 2 to 4 bits) and `eden` (the
+`lloyd` codes after a seeded randomized Hadamard rotation of each block, with EDEN's
+least-squares or unbiased scale; at 1 bit it is DRIVE). The grid of earlier versions:
+`uniform`. The anchors' codecs from their published definitions: `qsgd` (Alistarh et al.
+2017: s = 2^(b-1) - 1 levels of |x| / |bucket|_2, stochastic), `sign` (EF-signSGD,
+Karimireddy et al. 2019: sign x mean |x| per tensor), `topk` (the b/64 largest magnitudes as
+int32 indices and float32 values, b bits per coordinate), and NVIDIA FLARE's bitsandbytes
+formats `blockwise8` (dynamic 8-bit map, block 4096), `nf4` and `fp4` (block 64), each with
+a float32 absmax per block.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from collections.abc import Callable
 
 import torch
 
-from fedland.codec import codebooks
+from fedland.codec import codebooks, zstd_stage
 from fedland.codec.bitpack import pack, unpack
 from fedland.codec.rotation import is_power_of_two, random_signs, rotate, unrotate
 from fedland.quant import dequantize_blockwise, max_code, max_level, packed_size, quantize_blockwise
@@ -59,12 +62,14 @@ class Method:
     blockwise: bool = True
     fixed_block: int | None = None
     variant: tuple[str, str, str] | None = None
+    exact_size: bool = True  # False: `size` is the most a payload may hold (entropy-coded)
 
     def check_block(self, block: int) -> str | None:
         """Why `block` does not suit this method, or None."""
         return None
 
     def size(self, count: int, bits: int, block: int) -> int:
+        """The payload's length, or its longest allowed length without `exact_size`."""
         raise NotImplementedError
 
     def encode(
@@ -149,6 +154,67 @@ class LloydMax(Method):
         rows = _rows(_levels(data[2 * blocks :], bits, count, codebooks.lloyd_max, bits), block)
         values = (rows * scales.unsqueeze(1)).reshape(-1)[:count]
         return _finite(values, largest * _peak(levels))
+
+
+class EntropyCoded(Method):
+    """Entropy-constrained scalar quantization: each value over its block's RMS rounded to
+    a uniform grid whose step gives codes of `bits` - 0.1 bits of entropy for Gaussian
+    values, the block's least-squares scale <x, q> / |q|^2 as bfloat16, and the integer codes
+    (4-bit at 2 and 3 bits, clamped to +-7; bytes at 4, +-127) coded by one zstd frame. More
+    levels than `lloyd` for the same bytes: about a fifth less error at 2 and 3 bits.
+    Deterministic: pair it with error feedback. The payload's length varies with the codes'
+    entropy; `size` is its bound."""
+
+    name = "ecsq"
+    widths = (2, 3, 4)
+    exact_size = False
+    rate_margin = 0.05  # bits per value left for the scales and the entropy coder's overhead
+
+    @staticmethod
+    def code_bits(bits: int) -> int:
+        return 4 if bits < 4 else 8
+
+    def grid(self, bits: int) -> tuple[int, float]:
+        """The codes' limit and the step of the grid on RMS-normalized values."""
+        limit = 2 ** (self.code_bits(bits) - 1) - 1
+        return limit, codebooks.entropy_step(bits - self.rate_margin, limit)
+
+    def size(self, count: int, bits: int, block: int) -> int:
+        packed = packed_size(count, self.code_bits(bits))
+        return 2 * _blocks(count, block) + zstd_stage.bound(packed)
+
+    def encode(self, flat, bits, block, unbiased, seeds, reconstruct):
+        limit, step = self.grid(bits)
+        count = flat.numel()
+        rows = _rows(flat, block)
+        rms = _mean_per_block(rows.square().sum(1), count, block).sqrt_().unsqueeze(1)
+        grid = torch.where(rms > 0, rms * step, 1.0)
+        chosen = torch.round(rows / grid).clamp_(-limit, limit)
+        if count % block:  # padding takes no part in the least-squares scale
+            chosen[-1, count % block :] = 0.0
+        energy = chosen.square().sum(1)
+        exact = (rows * chosen).sum(1) / torch.where(energy > 0, energy, 1.0)
+        scales = exact.to(torch.bfloat16)
+        if not all_finite(scales):
+            raise ValueError("values must be finite and within bfloat16 range")
+        decoded = None
+        if reconstruct:
+            decoded = (chosen * scales.to(torch.float32).unsqueeze(1)).reshape(-1)[:count]
+        codes = (chosen.reshape(-1)[:count] + limit).to(torch.uint8)
+        packed = pack(codes, self.code_bits(bits)).cpu().numpy().tobytes()
+        frame = torch.frombuffer(bytearray(zstd_stage.compress(packed)), dtype=torch.uint8)
+        return [scales.view(torch.uint8), frame], decoded
+
+    def decode(self, data, count, bits, block, unbiased, seeds):
+        limit, _ = self.grid(bits)
+        code_bits = self.code_bits(bits)
+        blocks = _blocks(count, block)
+        scales, largest = _scales(data[: 2 * blocks], torch.bfloat16)
+        packed = zstd_stage.decompress(bytes(data[2 * blocks :]), packed_size(count, code_bits))
+        codes = _codes(memoryview(packed), code_bits, count, 2 * limit)
+        rows = _rows(codes.to(torch.float32) - limit, block)
+        values = (rows * scales.unsqueeze(1)).reshape(-1)[:count]
+        return _finite(values, largest * limit)
 
 
 class Eden(Method):
@@ -342,6 +408,7 @@ METHODS: dict[str, Method] = {
     method.name: method
     for method in (
         LloydMax(),
+        EntropyCoded(),
         Eden(),
         Uniform(),
         Qsgd(),

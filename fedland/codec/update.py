@@ -282,6 +282,9 @@ def _validated(
         raise fail(f"bit-width {width} where the update was to be sent at {bits} bits")
     data = array.data
     size = data_size(shape, dtype, encoding)
-    if len(data) != size:
+    if encoding.quantizer is not None and not encoding.quantizer.exact_size:
+        if len(data) > size:
+            raise fail(f"{len(data)} bytes where stype and shape allow at most {size}")
+    elif len(data) != size:
         raise fail(f"{len(data)} bytes where stype and shape imply {size} (truncated or padded)")
     return encoding, dtype, shape
