@@ -12,7 +12,9 @@ what the server bounded (updates clipped, claims capped, updates left out).
 Attacks at their default strength: sign_flip x4, scale x30, gaussian (3x the update's RMS),
 examples (claims 10^6), mirror (poisoned data). Aggregators: `fedavg` (plain: claimed
 weights, no bound), `default` (fedavg with the auto norm bound and capped claims), `median`,
-`trimmed_mean` and `multi_krum` (each with the default bound and claims).
+`trimmed_mean`, `multi_krum` and `krum_outliers` (Multi-Krum leaving out only Krum scores
+above 3x the round's median: `federation.krum_threshold: 3`), each with the default bound
+and claims.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ AGGREGATORS = {
     "median": (("federation.aggregator", "median"),),
     "trimmed_mean": (("federation.aggregator", "trimmed_mean"),),
     "multi_krum": (("federation.aggregator", "multi_krum"),),
+    # Multi-Krum that leaves out only scores above 3x the round's median
+    "krum_outliers": (("federation.aggregator", "multi_krum"), ("federation.krum_threshold", "3")),
 }  # fmt: skip
 ATTACKERS = 2
 

@@ -232,6 +232,9 @@ class FederationSection:
     weighting: str = setting("capped", one_of(*WEIGHTINGS))  # capped: num-examples <= 2x median
     trim_fraction: float = setting(0.25, between(0, 0.49))  # trimmed_mean: cut at each end
     num_malicious: int = setting(2, at_least(0))  # krum, multi_krum, bulyan: nodes assumed hostile
+    # multi_krum: leave out only nodes whose Krum score is above this multiple of the round's
+    # median score (at most num_malicious of them); 0 always leaves out num_malicious
+    krum_threshold: float = setting(0.0, at_least(0))
     max_idle_rounds: int = setting(3, at_least(1))  # rounds in a row without an update: stop
 
     def norm_bound(self) -> float | None:

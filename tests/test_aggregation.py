@@ -53,6 +53,29 @@ def test_each_aggregator_on_a_hand_computed_case(aggregator, values, weights, ex
     assert used == kept and note == ""
 
 
+@pytest.mark.parametrize(
+    ("values", "threshold", "kept"),
+    [
+        # f = 1; scores (2 nearest): 0.0325, 0.0125, 0.0125, 0.005, 0.2125; median 0.0125.
+        ([0.0, 0.1, 0.2, 0.15, 0.5], 20.0, [0, 1, 2, 3, 4]),  # 0.2125 < 20 x 0.0125: kept
+        ([0.0, 0.1, 0.2, 0.15, 0.5], 3.0, [0, 1, 2, 3]),  # 0.2125 > 3 x 0.0125: left out
+        ([0.0, 0.1, 0.2, 0.15, 10.0], 20.0, [0, 1, 2, 3]),  # 193.06: left out
+    ],
+)
+def test_multi_krum_with_a_threshold_leaves_out_only_outlying_scores(values, threshold, kept):
+    settings = _settings(aggregator="multi_krum", num_malicious=1, krum_threshold=threshold)
+    mean, used, _ = combine(_scalars(values), [1.0] * 5, settings)
+    assert used == kept
+    assert _value(mean) == pytest.approx(sum(values[i] for i in kept) / len(kept), abs=1e-6)
+
+
+def test_multi_krum_with_a_threshold_leaves_out_at_most_the_assumed_hostile_nodes():
+    values = [0.0, 0.01, 0.02, 5.0, 9.0, -7.0]  # three far away, one assumed hostile
+    settings = _settings(aggregator="multi_krum", num_malicious=1, krum_threshold=2.0)
+    _, used, _ = combine(_scalars(values), [1.0] * 6, settings)
+    assert len(used) == 5
+
+
 def test_bulyan_keeps_the_coordinates_closest_to_the_median_of_the_krum_selection():
     """n = 7, f = 1: Multi-Krum keeps theta = 5 (the outliers +-100 go), then each
     coordinate averages the beta = 3 values nearest the median of those 5."""

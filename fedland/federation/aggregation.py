@@ -30,7 +30,7 @@ import torch
 from flwr.app import MetricRecord, RecordDict
 from flwr.serverapp.strategy.bulyan import aggregate_n_closest_weights
 from flwr.serverapp.strategy.fedtrimmedavg import trim_mean
-from flwr.serverapp.strategy.multikrum import select_multikrum
+from flwr.serverapp.strategy.multikrum import compute_distances, select_multikrum
 
 from fedland.config import FederationSection
 from fedland.federation.weights import Weights, to_record
@@ -165,6 +165,9 @@ def combine(
         return _coordinatewise(deltas, lambda stack: trim_mean(stack, cut)), everyone, ""
     hostile, note = _assumed_hostile(rule, len(deltas), settings.num_malicious)
     contents = [_content(delta, weight) for delta, weight in zip(deltas, weights, strict=True)]
+    if rule == "multi_krum" and settings.krum_threshold > 0:
+        kept = _below_krum_threshold(contents, hostile, settings.krum_threshold)
+        return weighted_mean([deltas[i] for i in kept], [weights[i] for i in kept]), kept, note
     if rule in ("krum", "multi_krum"):
         count = 1 if rule == "krum" else len(deltas) - hostile
         kept = _indices(select_multikrum(contents, hostile, count), contents)
@@ -180,6 +183,25 @@ def combine(
         for name, array in zip(names, closest, strict=True)
     }
     return mean, kept, note
+
+
+def krum_scores(contents: list[RecordDict], hostile: int) -> np.ndarray:
+    """Each reply's Krum score as Flower's `select_multikrum` computes it: the sum of its
+    squared distances to its n - f - 2 nearest other replies."""
+    distances = compute_distances([content["arrays"] for content in contents])
+    nearest = max(1, len(contents) - hostile - 2)
+    return np.array([np.sort(row)[1 : nearest + 1].sum() for row in distances])
+
+
+def _below_krum_threshold(contents: list[RecordDict], hostile: int, threshold: float) -> list[int]:
+    """The replies Multi-Krum keeps when it leaves out only outliers: of the `hostile`
+    worst scores, those above `threshold` x the round's median score. On non-IID data the
+    honest nodes farthest from the rest are then kept unless they really stand out."""
+    scores = krum_scores(contents, hostile)
+    limit = threshold * float(np.median(scores))
+    worst = np.argsort(scores)[::-1][:hostile]
+    left_out = {int(i) for i in worst if scores[i] > limit}
+    return [i for i in range(len(contents)) if i not in left_out]
 
 
 def weighted_mean(deltas: list[Weights], weights: list[float]) -> Weights:

@@ -58,7 +58,7 @@ SERVER_ONLY = {
     "federation": ("rounds", "fraction_train", "min_train_nodes", "min_available_nodes",
                    "round_timeout", "node_wait_timeout", "client_gpus", "out", "resume",
                    "aggregator", "max_update_norm", "weighting", "trim_fraction",
-                   "num_malicious", "max_idle_rounds"),
+                   "num_malicious", "krum_threshold", "max_idle_rounds"),
 }  # fmt: skip
 FEDLAND_VERSION = "fedland-version"  # the server's; a node with another one refuses
 
