@@ -7,7 +7,11 @@ float32, uplink / downlink / total traffic against float32, and the bytes spent 
 global model first reached float32's final NME relaxed by each `--relax` (2% and 5%).
 
     python benchmarks/federation_codecs.py [--out runs/bench-codecs] [--seeds 1]
+    python benchmarks/federation_codecs.py --seeds 3 --only float32,lloyd2/lloyd2,eden2/eden2
     python benchmarks/federation_codecs.py --sampling   # 100 nodes, 10 per round
+
+`--only` keeps the settings named `METHODBITS/METHODBITS` (uplink/downlink) or `float32`;
+with several seeds a second table gives each setting's mean and spread over its seeds.
 
 `--sampling` runs the cross-device setting instead: 100 IID nodes, 10 sampled per round,
 4-bit downlink, and reports how much less than float32 the downlink costs.
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from pathlib import Path
 
 from fedland.config import load_config
@@ -59,15 +64,24 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--relax", type=float, nargs="+", default=[0.02, 0.05])
     parser.add_argument("--sampling", action="store_true")
+    parser.add_argument("--only", help="comma-separated settings, e.g. float32,lloyd2/lloyd2")
     args = parser.parse_args()
     if args.sampling:
         sampling(args.out.with_name(args.out.name + "-sampling"))
         return
+    settings = SETTINGS
+    if args.only:
+        wanted = [name.strip() for name in args.only.split(",") if name.strip()]
+        unknown = sorted(set(wanted) - {_label(*setting) for setting in SETTINGS})
+        if unknown:
+            known = ", ".join(_label(*setting) for setting in SETTINGS)
+            raise SystemExit(f"unknown settings {', '.join(unknown)}; known: {known}")
+        settings = [setting for setting in SETTINGS if _label(*setting) in wanted]
     base = load_config(QUICKSTART)
     points = [
         SweepPoint(up, down, seed, (("codec.method", m), ("codec.downlink_method", dm)))
         for seed in range(args.seeds)
-        for up, down, m, dm in SETTINGS
+        for up, down, m, dm in settings
     ]
     results = run_sweep(base, points, args.out)
     metric = results[0].summary["metric"]
@@ -103,6 +117,28 @@ def main() -> None:
           f"{float32:.2f}%; MB to: traffic until {metric} first reaches float32's final "
           f"value {relaxed}")  # fmt: skip
     print(format_table(header, table, text_columns=2))
+    if args.seeds > 1:
+        print(f"\nover {args.seeds} seeds: mean {metric} and its sample standard deviation")
+        print(format_table(["setting", f"{metric} %", "sd", "vs float32"],
+                           _over_seeds(rows, metric, float32), text_columns=1))  # fmt: skip
+
+
+def _label(up: int, down: int, method: str, downlink_method: str) -> str:
+    return "float32" if up == 32 else f"{method}{up}/{downlink_method}{down}"
+
+
+def _over_seeds(rows: list[dict], metric: str, float32: float) -> list[list[str]]:
+    groups: dict[str, list[float]] = {}
+    for row in rows:
+        setting = (row["bits"], row["downlink_bits"], row["codec.method"],
+                   row["codec.downlink_method"])  # fmt: skip
+        groups.setdefault(_label(*setting), []).append(row[metric])
+    return [
+        [name, f"{statistics.mean(values):.2f}",
+         f"{statistics.stdev(values):.2f}" if len(values) > 1 else "-",
+         f"{100 * (statistics.mean(values) / float32 - 1):+.1f}%"]
+        for name, values in groups.items()
+    ]  # fmt: skip
 
 
 def _megabytes(count: int | None) -> str:
