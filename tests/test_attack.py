@@ -149,3 +149,14 @@ def test_two_sign_flipping_nodes_stop_plain_fedavg_and_not_the_trimmed_mean(tmp_
     assert robust[0]["nme"] == start
     assert robust[-1]["nme"] < 0.7 * start  # learns
     assert min(row["nme"] for row in plain) > 0.9 * start  # never does
+
+
+def test_multi_krum_with_a_threshold_leaves_out_the_attackers_and_no_one_else(tmp_path):
+    settings = ["federation.aggregator=multi_krum", "federation.krum_threshold=3",
+                "federation.rounds=1"]  # fmt: skip
+    rows, _ = _run(tmp_path / "attacked", *settings, "attack.kind=sign_flip", "attack.nodes=[2,6]")
+    clean, _ = _run(tmp_path / "clean", *settings)
+    left_out = sorted(event for event in rows[1]["bounded"] if "left out" in event)
+    # LoopbackGrid's node ids are the partition ids plus one
+    assert left_out == ["node 3: left out by multi_krum", "node 7: left out by multi_krum"]
+    assert (rows[1]["accepted"], rows[1]["excluded"], clean[1]["excluded"]) == (NODES, 2, 0)
