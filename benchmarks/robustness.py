@@ -14,7 +14,7 @@ examples (claims 10^6), mirror (poisoned data). Aggregators: `fedavg` (plain: cl
 weights, no bound), `default` (fedavg with the auto norm bound and capped claims), `median`,
 `trimmed_mean`, `multi_krum` and `krum_outliers` (Multi-Krum leaving out only Krum scores
 above 3x the round's median: `federation.krum_threshold: 3`), each with the default bound
-and claims.
+and claims; `krum_outliers_no_ef` is `krum_outliers` without the uplink's error feedback.
 """
 
 from __future__ import annotations
@@ -37,6 +37,9 @@ AGGREGATORS = {
     "multi_krum": (("federation.aggregator", "multi_krum"),),
     # Multi-Krum that leaves out only scores above 3x the round's median
     "krum_outliers": (("federation.aggregator", "multi_krum"), ("federation.krum_threshold", "3")),
+    # the same without the uplink's error feedback: what the residual does under attack
+    "krum_outliers_no_ef": (("federation.aggregator", "multi_krum"),
+                            ("federation.krum_threshold", "3"), ("codec.error_feedback", "false")),
 }  # fmt: skip
 ATTACKERS = 2
 
