@@ -23,7 +23,6 @@ from fedland.codec import (
     expected_payload_bytes,
     payload_bytes,
 )
-from fedland.codec.bitpack import pack, unpack
 from fedland.codec.codebooks import cells, dynamic8, fp4, lloyd_max, nf4
 from fedland.codec.methods import METHODS, Seeds
 from fedland.codec.rotation import hadamard, random_signs, rotate, unrotate
@@ -326,16 +325,27 @@ def test_the_cell_table_counts_the_thresholds_below_a_value_as_bucketize_does(co
     assert torch.equal(cells(codebook, *args, device=values.device).codes(values), expected)
 
 
-@pytest.mark.parametrize("bits", [1, 2, 3, 4, 8])
-def test_the_codec_packs_codes_into_the_bytes_of_pack_bits(bits):
+def packed_by_definition(codes: torch.Tensor, bits: int) -> torch.Tensor:
+    """Code i in bits [i * bits, (i + 1) * bits) of the stream, bit 0 the lowest of byte 0."""
+    stream = 0
+    for index, code in enumerate(codes.tolist()):
+        stream |= code << (index * bits)
+    size = (len(codes) * bits + 7) // 8
+    return torch.tensor(list(stream.to_bytes(size, "little")), dtype=torch.uint8)
+
+
+@pytest.mark.parametrize("bits", [1, 2, 3, 4, 5, 7, 8])
+def test_codes_pack_into_the_bytes_of_their_definition(bits):
     generator = torch.Generator().manual_seed(bits)
     for count in (0, 1, 7, 8, 9, 63, 64, 65, 1000, 4099):
         codes = torch.randint(0, 2**bits, (count,), generator=generator, dtype=torch.uint8)
-        packed = pack(codes, bits)
-        assert torch.equal(packed, pack_bits(codes, bits))
-        assert torch.equal(unpack(packed, bits, count), codes)
+        packed = pack_bits(codes, bits)
+        assert torch.equal(packed, packed_by_definition(codes, bits))
+        assert torch.equal(unpack_bits(packed, bits, count), codes)
         noise = torch.randint(0, 256, (len(packed) + 3,), generator=generator, dtype=torch.uint8)
-        assert torch.equal(unpack(noise, bits, count), unpack_bits(noise, bits, count))
+        stream = int.from_bytes(bytes(noise.tolist()), "little")
+        expected = [(stream >> (i * bits)) & (2**bits - 1) for i in range(count)]
+        assert unpack_bits(noise, bits, count).tolist() == expected
 
 
 @pytest.mark.parametrize(("name", "bits", "variant"), SETTINGS)
