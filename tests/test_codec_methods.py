@@ -346,6 +346,10 @@ def test_codes_pack_into_the_bytes_of_their_definition(bits):
         stream = int.from_bytes(bytes(noise.tolist()), "little")
         expected = [(stream >> (i * bits)) & (2**bits - 1) for i in range(count)]
         assert unpack_bits(noise, bits, count).tolist() == expected
+        assert torch.equal(
+            unpack_bits(noise[3:], bits, count), unpack_bits(noise[3:].clone(), bits, count)
+        )
+        assert torch.equal(pack_bits(torch.cat([codes, codes])[count:], bits), packed)
 
 
 @pytest.mark.parametrize(("name", "bits", "variant"), SETTINGS)

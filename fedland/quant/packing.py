@@ -71,7 +71,7 @@ def _pack_lanes(flat: torch.Tensor, bits: int) -> torch.Tensor:
     little-endian 64-bit word whose byte lanes merge pairwise in three shift-or-mask steps
     until the packed bits sit at the bottom of the word (wider fields would overlap)."""
     count = flat.numel()
-    words = _pad(flat, -count % 8).view(torch.int64)
+    words = _aligned(_pad(flat, -count % 8)).view(torch.int64)
     for step in range(3):  # lanes of 1, 2, 4 bytes merge into lanes of 2, 4, 8 bytes
         words = words | (words >> ((8 - bits) << step))
         if step < 2:  # the last step's upper half is never read
@@ -88,7 +88,7 @@ def _pack_lanes(flat: torch.Tensor, bits: int) -> torch.Tensor:
 def _unpack_lanes(flat: torch.Tensor, bits: int, count: int) -> torch.Tensor:
     """The inverse of `_pack_lanes`: the lanes split back the same way."""
     groups = -(-count // 8)
-    data = _pad(flat, groups * bits - flat.numel())
+    data = _aligned(_pad(flat, groups * bits - flat.numel()))
     lane = _LANES.get(bits)
     if lane is None:
         lanes = flat.new_zeros(groups, 8)
@@ -110,6 +110,11 @@ def _fields(width: int, lane: int) -> int:
     """The int64 mask of the low `width` bits of every `lane`-bit lane of a word."""
     word = sum(((1 << width) - 1) << shift for shift in range(0, 64, lane))
     return word - (1 << 64) if word >= 1 << 63 else word
+
+
+def _aligned(flat: torch.Tensor) -> torch.Tensor:
+    """`flat`, copied if its storage offset does not allow viewing it as 64-bit words."""
+    return flat.clone() if flat.storage_offset() % 8 else flat
 
 
 def _pad(flat: torch.Tensor, extra: int) -> torch.Tensor:
