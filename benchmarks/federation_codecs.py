@@ -7,7 +7,7 @@ float32, uplink / downlink / total traffic against float32, and the bytes spent 
 global model first reached float32's final NME relaxed by each `--relax` (2% and 5%).
 
     python benchmarks/federation_codecs.py [--out runs/bench-codecs] [--seeds 1]
-    python benchmarks/federation_codecs.py --seeds 3 --only float32,lloyd2/lloyd2,eden2/eden2
+    python benchmarks/federation_codecs.py --seeds 3 --parallel 2 --only float32,eden2/eden2
     python benchmarks/federation_codecs.py --sampling   # 100 nodes, 10 per round
 
 `--only` keeps the settings named `METHODBITS/METHODBITS` (uplink/downlink) or `float32`;
@@ -64,6 +64,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--relax", type=float, nargs="+", default=[0.02, 0.05])
     parser.add_argument("--sampling", action="store_true")
+    parser.add_argument("--parallel", type=int, default=1, help="runs at once")
     parser.add_argument("--only", help="comma-separated settings, e.g. float32,lloyd2/lloyd2")
     args = parser.parse_args()
     if args.sampling:
@@ -83,7 +84,7 @@ def main() -> None:
         for seed in range(args.seeds)
         for up, down, m, dm in settings
     ]
-    results = run_sweep(base, points, args.out)
+    results = run_sweep(base, points, args.out, parallel=args.parallel)
     metric = results[0].summary["metric"]
     reference = [r.summary[metric] for r in results if r.point.bits == 32]
     float32 = sum(reference) / len(reference)
@@ -119,26 +120,47 @@ def main() -> None:
     print(format_table(header, table, text_columns=2))
     if args.seeds > 1:
         print(f"\nover {args.seeds} seeds: mean {metric} and its sample standard deviation")
-        print(format_table(["setting", f"{metric} %", "sd", "vs float32"],
-                           _over_seeds(rows, metric, float32), text_columns=1))  # fmt: skip
+        marks = sorted({base.federation.rounds, *range(5, base.federation.rounds, 5)})
+        print(format_table(
+            ["setting", f"{metric} %", "sd", "vs float32", "paired change", "sd",
+             *(f"round {mark}" for mark in marks)],
+            _over_seeds(rows, results, metric, float32, marks), text_columns=1,
+        ))  # fmt: skip
 
 
 def _label(up: int, down: int, method: str, downlink_method: str) -> str:
     return "float32" if up == 32 else f"{method}{up}/{downlink_method}{down}"
 
 
-def _over_seeds(rows: list[dict], metric: str, float32: float) -> list[list[str]]:
-    groups: dict[str, list[float]] = {}
-    for row in rows:
+def _over_seeds(
+    rows: list[dict], results: list, metric: str, float32: float, marks: list[int]
+) -> list[list[str]]:
+    """Per setting: the mean final metric and its spread, the mean of each seed's change
+    against float32 of the same seed (paired: the seed sets partitions and initial model),
+    and the mean metric at a few rounds, to tell a lag from a gap that stays."""
+    groups: dict[str, list[tuple[dict, dict]]] = {}
+    for row, result in zip(rows, results, strict=True):
         setting = (row["bits"], row["downlink_bits"], row["codec.method"],
                    row["codec.downlink_method"])  # fmt: skip
-        groups.setdefault(_label(*setting), []).append(row[metric])
-    return [
-        [name, f"{statistics.mean(values):.2f}",
-         f"{statistics.stdev(values):.2f}" if len(values) > 1 else "-",
-         f"{100 * (statistics.mean(values) / float32 - 1):+.1f}%"]
-        for name, values in groups.items()
-    ]  # fmt: skip
+        by_round = {entry["round"]: entry[metric] for entry in result.rows}
+        groups.setdefault(_label(*setting), []).append((row, by_round))
+    table = []
+    for name, members in groups.items():
+        finals = [row[metric] for row, _ in members]
+        changes = [row[f"{metric}_vs_float32_%"] for row, _ in members]
+        table.append([
+            name, f"{statistics.mean(finals):.2f}", _spread(finals, "{:.2f}"),
+            f"{100 * (statistics.mean(finals) / float32 - 1):+.1f}%",
+            f"{statistics.mean(changes):+.1f}%", _spread(changes, "{:.1f}"),
+            *(f"{statistics.mean(by_round[mark] for _, by_round in members):.2f}"
+              for mark in marks),
+        ])  # fmt: skip
+    return table
+
+
+def _spread(values: list[float], form: str) -> str:
+    """The sample standard deviation, or - for a single value."""
+    return form.format(statistics.stdev(values)) if len(values) > 1 else "-"
 
 
 def _megabytes(count: int | None) -> str:
