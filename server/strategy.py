@@ -169,6 +169,7 @@ class QuantizedFedAvg(FedAvg):
             return None, None
         self.idle_rounds = 0
         self.trained_rounds += 1
+        accepted.sort(key=_arrival_free_order)
         result = aggregate(
             [reply for reply, _ in accepted], self.experiment.federation, self.largest_partition
         )
@@ -235,3 +236,12 @@ class QuantizedFedAvg(FedAvg):
         seed = self._uplink_seed(server_round, reply.metadata.src_node_id)
         delta = decode_update(arrays, self._expected, config=codec, seed=seed)
         return delta, float(weight), metrics
+
+
+def _arrival_free_order(item: tuple[Reply, MetricRecord]) -> tuple[int, int]:
+    """Replies are summed by partition (then node id), not as they arrived: float sums
+    depend on their order, and the arrival order varies from run to run, so the same
+    experiment would not give the same model twice."""
+    reply, metrics = item
+    partition = metrics.get(PARTITION_ID)
+    return (partition if isinstance(partition, int) else -1, reply.node)

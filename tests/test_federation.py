@@ -41,6 +41,7 @@ from fedland.federation.settings import (
     EXPERIMENT,
     FEDLAND_VERSION,
     KIND,
+    PARTITION_ID,
     SERVER_ONLY,
     SERVER_ROUND,
     UPLINK_BITS,
@@ -433,19 +434,10 @@ def test_aggregate_at_32_bits_equals_plain_fedavg():
     strategy.ledger.sent = 3
     trained = [{k: v + torch.randn_like(v) * 0.1 for k, v in start.items()} for _ in range(3)]
     examples = [10, 30, 5]
-    replies = []
-    for node, (weights, count) in enumerate(zip(trained, examples, strict=True), start=1):
-        delta = {k: weights[k] - start[k] for k in start}
-        instruction = Message(
-            RecordDict({"config": ConfigRecord({})}), dst_node_id=node,
-            message_type=MessageType.TRAIN,
-        )  # fmt: skip
-        metrics = MetricRecord(
-            {"num-examples": count, "loss": 0.0, "seconds": 0.0, "peak-memory-mb": 0.0,
-             UPLINK_BITS: 32}
-        )  # fmt: skip
-        content = RecordDict({"arrays": encode_update(delta, CodecConfig(32)), "metrics": metrics})
-        replies.append(Message(content, reply_to=instruction))
+    replies = [
+        _float_reply({k: weights[k] - start[k] for k in start}, count, node)
+        for node, (weights, count) in enumerate(zip(trained, examples, strict=True), start=1)
+    ]
     arrays, _ = strategy.aggregate_train(1, replies)
     plain = aggregate_arrayrecords(
         [
@@ -462,6 +454,41 @@ def test_aggregate_at_32_bits_equals_plain_fedavg():
         array.stype.startswith(STYPE_PREFIX)
         for array in encode_update(start, CodecConfig(32)).values()
     )
+
+
+def _float_reply(delta: dict, count: int, node: int, partition: int | None = None) -> Message:
+    """A node's float32 reply to a train instruction."""
+    instruction = Message(
+        RecordDict({"config": ConfigRecord({})}), dst_node_id=node,
+        message_type=MessageType.TRAIN,
+    )  # fmt: skip
+    metrics = MetricRecord(
+        {"num-examples": count, "loss": 0.0, "seconds": 0.0, "peak-memory-mb": 0.0,
+         UPLINK_BITS: 32}
+    )  # fmt: skip
+    if partition is not None:
+        metrics[PARTITION_ID] = partition
+    content = RecordDict({"arrays": encode_update(delta, CodecConfig(32)), "metrics": metrics})
+    return Message(content, reply_to=instruction)
+
+
+def test_the_global_model_does_not_depend_on_the_order_replies_arrive_in():
+    identify_as_server()
+    torch.manual_seed(0)
+    start = {"w": torch.randn(64, 16, 3, 3)}
+    deltas = [{"w": torch.randn(64, 16, 3, 3) * 10.0**-k} for k in range(6)]
+    results = []
+    for order in (range(6), reversed(range(6)), (3, 0, 5, 1, 4, 2)):
+        broadcaster = Broadcaster(start, CodecConfig(bits=32))
+        config = load_config(None, ["codec.uplink_bits=32", "partition.num_partitions=6"])
+        strategy = QuantizedFedAvg(broadcaster, config, largest_partition=40)
+        broadcaster.advance(1)
+        strategy.ledger.sent = 6
+        # node ids differ between runs of a simulation; partitions do not
+        replies = [_float_reply(deltas[i], 7 + i, 1000 - 7 * i, partition=i) for i in order]
+        arrays, _ = strategy.aggregate_train(1, replies)
+        results.append(torch.from_numpy(arrays["w"].numpy()))
+    assert torch.equal(results[0], results[1]) and torch.equal(results[0], results[2])
 
 
 def test_a_delta_for_a_model_the_node_does_not_hold_is_refused():
