@@ -58,10 +58,12 @@ def simulate(
     echo: Callable[[str], None] = print,
     app_dir: Path = APP_DIR,
     force: bool = False,
+    cpus: int | None = None,
 ) -> dict:
     """Run `config` on the Simulation Engine with one virtual node per partition; returns
     the run's summary (also in `OUT/summary.json`). A folder holding another run is refused
-    before anything starts, unless the run resumes it or `force` moves that run aside."""
+    before anything starts, unless the run resumes it or `force` moves that run aside.
+    `cpus`: the CPUs Ray may give this run's clients (default: all of the machine's)."""
     validate(config)
     root = config.data.root
     if root is not None and not Path(root).exists():  # the nodes here read the same path
@@ -72,11 +74,15 @@ def simulate(
             echo(f"moved the run that was in {out} to {moved}")
         refuse_another_run(out, config.federation.resume)
         config.federation.out = str(out)
-        return _simulate(config, out, echo, app_dir)
+        return _simulate(config, out, echo, app_dir, cpus)
 
 
 def _simulate(
-    config: ExperimentConfig, out: Path, echo: Callable[[str], None], app_dir: Path
+    config: ExperimentConfig,
+    out: Path,
+    echo: Callable[[str], None],
+    app_dir: Path,
+    cpus: int | None,
 ) -> dict:
     before = {name: stamp(out / name) for name in RUN_FILES}
     federation = config.federation
@@ -85,6 +91,8 @@ def _simulate(
         f"client-resources-num-cpus={_number(federation.client_cpus)} "
         f"client-resources-num-gpus={_number(federation.client_gpus)}"
     )
+    if cpus is not None:
+        resources += f" init-args-num-cpus={cpus}"
     with tempfile.TemporaryDirectory(prefix="fedland-flwr-") as home:
         experiment = Path(home) / "experiment.yaml"  # the server writes the run's own copy
         experiment.write_text(dump_config(config))

@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import math
+import os
 import re
 import threading
 from collections.abc import Callable, Sequence
@@ -123,7 +125,8 @@ def run_sweep(
                 if parallel == 1 or line.startswith("round "):
                     echo(f"[{point.name}] {line}")
 
-            simulate(_resuming(config), folder, echo=show)  # an interrupted run goes on
+            # an interrupted run goes on
+            simulate(_resuming(config), folder, echo=show, cpus=_cpu_share(config, parallel))
         summary = json.loads((folder / "summary.json").read_text())
         with lock:
             done[0] += 1
@@ -141,6 +144,15 @@ def run_sweep(
         return [one(index) for index in range(len(points))]
     with ThreadPoolExecutor(max_workers=parallel) as pool:
         return list(pool.map(one, range(len(points))))
+
+
+def _cpu_share(config: ExperimentConfig, parallel: int) -> int | None:
+    """The CPUs each of `parallel` runs at once may use: without a share each run's Ray
+    takes every core and the runs' clients together oversubscribe the machine."""
+    if parallel == 1:
+        return None
+    share = (os.cpu_count() or 1) // parallel
+    return max(share, math.ceil(config.federation.client_cpus))
 
 
 def _resuming(config: ExperimentConfig, **federation: object) -> ExperimentConfig:

@@ -46,6 +46,18 @@ def test_points_differ_only_in_what_is_swept():
     assert config.model == base.model and config.data == base.data
 
 
+def test_runs_at_once_share_the_cores_and_each_keeps_what_a_client_needs(monkeypatch):
+    from fedland.config import load_config
+    from fedland.simulations import sweep
+
+    monkeypatch.setattr(sweep.os, "cpu_count", lambda: 8)
+    config = load_config(None, [])
+    assert sweep._cpu_share(config, 1) is None  # one run: Ray takes the machine
+    assert [sweep._cpu_share(config, n) for n in (2, 4, 16)] == [4, 2, 1]
+    wide = load_config(None, ["federation.client_cpus=3"])
+    assert sweep._cpu_share(wide, 4) == 3  # a share below one client would never schedule
+
+
 def test_attacks_and_aggregators_sweep_as_varied_keys():
     """`fedland sweep --set attack.num_nodes=2 --vary attack.kind=none,sign_flip
     --vary federation.aggregator=fedavg,trimmed_mean`: the attack x aggregator table."""
