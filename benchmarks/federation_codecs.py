@@ -10,7 +10,8 @@ global model first reached float32's final NME relaxed by each `--relax` (2% and
     python benchmarks/federation_codecs.py --seeds 3 --parallel 2 --only float32,eden2/eden2
     python benchmarks/federation_codecs.py --sampling   # 100 nodes, 10 per round
 
-`--only` keeps the settings named `METHODBITS/METHODBITS` (uplink/downlink) or `float32`;
+`--only` keeps the settings named `METHODBITS/METHODBITS` (uplink/downlink; `+norm` after
+the uplink's bits: its norm-keeping block scale) or `float32`;
 with several seeds a second table gives each setting's mean and spread over its seeds.
 
 `--sampling` runs the cross-device setting instead: 100 IID nodes, 10 sampled per round,
@@ -30,22 +31,23 @@ from fedland.simulations.configs import QUICKSTART
 from fedland.simulations.sweep import SweepPoint, run_sweep
 from fedland.table import format_table
 
-# (uplink bits, downlink bits, uplink method, downlink method)
+# (uplink bits, downlink bits, uplink method, downlink method, uplink block scale)
 SETTINGS = [
-    (32, 32, "lloyd", "lloyd"),  # float32 whatever the method
-    (2, 2, "lloyd", "lloyd"),
-    (1, 2, "lloyd", "lloyd"),
-    (4, 4, "lloyd", "lloyd"),
-    (2, 2, "eden", "eden"),
-    (2, 2, "ecsq", "ecsq"),  # entropy-coded: a finer grid for the same bytes
-    (4, 4, "ecsq", "ecsq"),
-    (2, 2, "uniform", "uniform"),  # the grid of codec v2
-    (4, 4, "qsgd", "qsgd"),
-    (4, 4, "nf4", "nf4"),  # NVIDIA FLARE's 4-bit format
-    (8, 8, "blockwise8", "blockwise8"),  # NVIDIA FLARE's 8-bit format
-    (1, 2, "sign", "lloyd"),  # EF-signSGD uplink
-    (1, 2, "topk", "lloyd"),  # top-k with error feedback, 1 bit per coordinate
-    (4, 8, "lloyd", "lloyd"),  # the quickstart as it ships
+    (32, 32, "lloyd", "lloyd", "ls"),  # float32 whatever the method
+    (2, 2, "lloyd", "lloyd", "ls"),
+    (1, 2, "lloyd", "lloyd", "ls"),
+    (1, 2, "lloyd", "lloyd", "norm"),  # 1-bit steps at full length (see block_scales)
+    (4, 4, "lloyd", "lloyd", "ls"),
+    (2, 2, "eden", "eden", "ls"),
+    (2, 2, "ecsq", "ecsq", "ls"),  # entropy-coded: a finer grid for the same bytes
+    (4, 4, "ecsq", "ecsq", "ls"),
+    (2, 2, "uniform", "uniform", "ls"),  # the grid of codec v2
+    (4, 4, "qsgd", "qsgd", "ls"),
+    (4, 4, "nf4", "nf4", "ls"),  # NVIDIA FLARE's 4-bit format
+    (8, 8, "blockwise8", "blockwise8", "ls"),  # NVIDIA FLARE's 8-bit format
+    (1, 2, "sign", "lloyd", "ls"),  # EF-signSGD uplink
+    (1, 2, "topk", "lloyd", "ls"),  # top-k with error feedback, 1 bit per coordinate
+    (4, 8, "lloyd", "lloyd", "ls"),  # the quickstart as it ships
 ]
 SAMPLING = [
     "partition.num_partitions=100",
@@ -80,9 +82,9 @@ def main() -> None:
         settings = [setting for setting in SETTINGS if _label(*setting) in wanted]
     base = load_config(QUICKSTART)
     points = [
-        SweepPoint(up, down, seed, (("codec.method", m), ("codec.downlink_method", dm)))
+        SweepPoint(up, down, seed, _variant(m, dm, scale))
         for seed in range(args.seeds)
-        for up, down, m, dm in settings
+        for up, down, m, dm, scale in settings
     ]
     results = run_sweep(base, points, args.out, parallel=args.parallel)
     metric = results[0].summary["metric"]
@@ -94,7 +96,7 @@ def main() -> None:
     reach = {t: [row["bytes_to_target"] for row in report.csv_rows(results, t)] for t in targets}
     table = [
         [
-            row["codec.method"] if row["bits"] < 32 else "float32",
+            _uplink_name(row),
             row["codec.downlink_method"] if row["downlink_bits"] < 32 else "float32",
             row["bits"],
             row["downlink_bits"],
@@ -128,8 +130,25 @@ def main() -> None:
         ))  # fmt: skip
 
 
-def _label(up: int, down: int, method: str, downlink_method: str) -> str:
-    return "float32" if up == 32 else f"{method}{up}/{downlink_method}{down}"
+def _variant(method: str, downlink_method: str, scale: str) -> tuple[tuple[str, str], ...]:
+    return (
+        ("codec.method", method),
+        ("codec.downlink_method", downlink_method),
+        ("codec.scale", scale),
+    )
+
+
+def _uplink_name(row: dict) -> str:
+    if row["bits"] == 32:
+        return "float32"
+    return row["codec.method"] + ("" if row["codec.scale"] == "ls" else f"+{row['codec.scale']}")
+
+
+def _label(up: int, down: int, method: str, downlink_method: str, scale: str) -> str:
+    if up == 32:
+        return "float32"
+    mark = "" if scale == "ls" else f"+{scale}"
+    return f"{method}{up}{mark}/{downlink_method}{down}"
 
 
 def _over_seeds(
@@ -141,7 +160,7 @@ def _over_seeds(
     groups: dict[str, list[tuple[dict, dict]]] = {}
     for row, result in zip(rows, results, strict=True):
         setting = (row["bits"], row["downlink_bits"], row["codec.method"],
-                   row["codec.downlink_method"])  # fmt: skip
+                   row["codec.downlink_method"], row["codec.scale"])  # fmt: skip
         by_round = {entry["round"]: entry[metric] for entry in result.rows}
         groups.setdefault(_label(*setting), []).append((row, by_round))
     table = []

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from fedland.codec.format import ALLOWED_BITS, DEFAULT_METHOD, FLOAT_BITS, MAX_BLOCK, CodecConfig
-from fedland.codec.methods import METHODS
+from fedland.codec.methods import METHODS, SCALES
 from fedland.data.meta import DATASETS
 from fedland.model.config import INPUT_MULTIPLE, QUANT_SCOPES, DUNetConfig, ModelConfigError
 from fedland.quant.bitspec import BitSpec
@@ -199,6 +199,8 @@ class CodecSection:
     downlink_bits: int = setting(32, one_of(*ALLOWED_BITS))  # the broadcast global model
     method: str = setting(DEFAULT_METHOD, one_of(*METHODS))  # see fedland.codec.methods
     downlink_method: str | None = setting(None, one_of(*METHODS))  # None: as `method`
+    scale: str = setting("ls", one_of(*SCALES))  # lloyd, ecsq: least squares or norm-keeping
+    downlink_scale: str | None = setting(None, one_of(*SCALES))  # None: as `scale`
     block_size: int = setting(256, between(1, MAX_BLOCK))
     stochastic: bool = False  # the method's unbiased variant (uniform: stochastic rounding)
     resync_bits: int = setting(8, one_of(*ALLOWED_BITS))  # full model for a node out of step
@@ -278,10 +280,9 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
     except ModelConfigError as error:
         raise ConfigError(f"model.{error.key}: {error}", f"model.{error.key}") from None
     section = config.codec
-    downlink = section.downlink_method or section.method
-    feedback = section.error_feedback
-    codec_config(section, section.uplink_bits, section.method, feedback, "uplink_bits")
-    codec_config(section, section.downlink_bits, downlink, True, "downlink_bits")
+    codec_config(section, section.uplink_bits, uplink_choice(section), section.error_feedback,
+                 "uplink_bits")  # fmt: skip
+    codec_config(section, section.downlink_bits, downlink_choice(section), True, "downlink_bits")
     resync_config(section)
     _check_hostile_settings(config)
     return config
@@ -332,24 +333,38 @@ def _check_hostile_settings(config: ExperimentConfig) -> None:
         )
 
 
+def uplink_choice(section: CodecSection) -> tuple[str, str]:
+    """The uplink's method and block scale."""
+    return section.method, section.scale
+
+
+def downlink_choice(section: CodecSection) -> tuple[str, str]:
+    """The broadcast's method and block scale: the uplink's unless set apart."""
+    return section.downlink_method or section.method, section.downlink_scale or section.scale
+
+
 def resync_config(section: CodecSection) -> CodecConfig:
-    """Full models for nodes out of step: the deterministic default codec at resync_bits."""
+    """Full models for nodes out of step: the deterministic default codec at resync_bits,
+    least-squares scaled (a full model is no step that error feedback repays)."""
     deterministic = dataclasses.replace(section, stochastic=False)
-    return codec_config(deterministic, section.resync_bits, DEFAULT_METHOD, True, "resync_bits")
+    choice = (DEFAULT_METHOD, "ls")
+    return codec_config(deterministic, section.resync_bits, choice, True, "resync_bits")
 
 
 def codec_config(
-    section: CodecSection, bits: int, method: str, feedback: bool, key: str
+    section: CodecSection, bits: int, choice: tuple[str, str], feedback: bool, key: str
 ) -> CodecConfig:
     """The codec of one direction. With error feedback the uniform grid rounds to nearest
     at 1 and 2 bits (1 bit: sign x mean|x| per block): stochastic rounding at these widths
     is unbiased but not contractive, so the residual grows (measured: 2-bit stochastic
     residuals reach 6x an update, nearest 1.3x) and training stalls."""
+    method, scale = choice
     stochastic = section.stochastic and not (method == "uniform" and bits <= 2 and feedback)
     try:
         return CodecConfig(
             bits=bits,
             method=method,
+            scale=scale,
             block_size=section.block_size,
             stochastic=stochastic,
             float_bits=section.float_bits,

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 from flwr.app import ArrayRecord
 
-from fedland.codec.methods import METHODS, Method
+from fedland.codec.methods import METHODS, SCALES, Method
 
 if sys.byteorder != "little":
     raise ImportError("fedland.codec reads and writes little-endian bytes in place")
@@ -207,6 +207,8 @@ class CodecConfig:
     for `eden`) and sends the other float tensors (BatchNorm vectors, small tensors) at
     `float_bits`: 32 or 16 as float values, 8 on the uniform 8-bit grid with nearest rounding
     (error feedback carries its error to the next round). Integer tensors always travel raw.
+    `scale`: `ls` (least squares) or `norm` for the methods that offer both (`lloyd`, `ecsq`;
+    see `fedland.codec.methods.block_scales`); the receiver decodes either the same way.
     """
 
     bits: int
@@ -215,6 +217,7 @@ class CodecConfig:
     stochastic: bool = False
     float_bits: int = 16
     min_quantize_size: int = 1024
+    scale: str = "ls"
 
     def __post_init__(self) -> None:
         if self.bits not in ALLOWED_BITS:
@@ -236,6 +239,14 @@ class CodecConfig:
             raise ValueError(
                 f"stochastic: {self.method} has no unbiased variant (uniform: stochastic "
                 "rounding, eden: the unbiased scale; qsgd is always stochastic)"
+            )
+        if self.scale not in SCALES:
+            raise ValueError(f"scale must be one of {SCALES}, got {self.scale!r}")
+        if quantized and self.scale != "ls" and self.scale not in quantizer.scales:
+            offered = [name for name, method in METHODS.items() if self.scale in method.scales]
+            raise ValueError(
+                f"scale: {self.method} has no {self.scale} scale (methods with one: "
+                f"{', '.join(offered)}; eden: stochastic for its unbiased scale)"
             )
         if self.float_bits not in FLOAT_BITS:
             raise ValueError(f"float_bits must be one of {FLOAT_BITS}, got {self.float_bits!r}")

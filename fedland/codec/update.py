@@ -190,7 +190,7 @@ def _encode(
         try:
             parts, decoded = quantizer.encode(
                 flat, encoding.bits, encoding.block, encoding.variant, Seeds(seed, name),
-                reconstruct,
+                reconstruct, config.scale,
             )  # fmt: skip
         except ValueError as error:
             raise ValueError(f"{name!r}: {error}") from None

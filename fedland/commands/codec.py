@@ -35,7 +35,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     codec.add_argument(
         "--method",
         default="lloyd",
-        help="quantizer below 16 bits: lloyd (default), eden, uniform, qsgd, sign, topk, "
+        help="quantizer below 16 bits: lloyd (default), ecsq, eden, uniform, qsgd, sign, topk, "
         "nf4, fp4, blockwise8",
     )
     codec.add_argument("--block-size", type=int, default=256, help="values per scale (256)")
@@ -43,6 +43,13 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
         "--stochastic",
         action="store_true",
         help="the method's unbiased variant (uniform: stochastic rounding; eden: unbiased scale)",
+    )
+    codec.add_argument(
+        "--scale",
+        choices=("ls", "norm"),
+        default="ls",
+        help="block scale of lloyd and ecsq: ls, least squares (default), or norm, which keeps "
+        "each block's projection on itself (more error, full-length steps)",
     )
     codec.add_argument(
         "--float-bits",
@@ -82,6 +89,7 @@ def codec_update(args: argparse.Namespace) -> int:
         method=args.method,
         block_size=args.block_size,
         stochastic=args.stochastic,
+        scale=args.scale,
         float_bits=args.float_bits,
         min_quantize_size=args.min_quantize_size,
     )
@@ -107,6 +115,7 @@ def codec_update(args: argparse.Namespace) -> int:
         "bits": config.bits,
         "block_size": config.block_size,
         "stochastic": config.stochastic,
+        "scale": config.scale,
         "float_bits": config.float_bits,
         "seed": args.seed,
         "tensors": len(tensors),
@@ -256,6 +265,8 @@ def _encoding(config) -> str:
     if method.variant is not None:
         key, off, on = method.variant
         text += f", {key}={on if config.stochastic else off}"
+    if method.scales:
+        text += f", scale={config.scale}"
     small = "float32" if config.float_bits == 32 else "float16"
     if config.float_bits == 8:
         small = "8-bit uniform"

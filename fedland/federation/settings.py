@@ -31,11 +31,13 @@ from fedland.config import (
     ExperimentConfig,
     at_least,
     codec_config,
+    downlink_choice,
     first_broken,
     load_config,
     load_config_dict,
     one_of,
     resync_config,
+    uplink_choice,
 )
 from fedland.data.meta import DATASETS
 
@@ -119,14 +121,15 @@ def uplink_codec(config: ExperimentConfig, bits: int | None = None) -> CodecConf
     """The uplink codec at the run's width, or at a node's own `bits`."""
     section = config.codec
     bits = section.uplink_bits if bits is None else bits
-    return codec_config(section, bits, section.method, section.error_feedback, "uplink_bits")
+    return codec_config(section, bits, uplink_choice(section), section.error_feedback,
+                        "uplink_bits")  # fmt: skip
 
 
 def downlink_codec(config: ExperimentConfig) -> CodecConfig:
     """The broadcast always feeds its error back (B chases G), see `downlink`."""
     section = config.codec
-    method = section.downlink_method or section.method
-    return codec_config(section, section.downlink_bits, method, True, "downlink_bits")
+    choice = downlink_choice(section)
+    return codec_config(section, section.downlink_bits, choice, True, "downlink_bits")
 
 
 def resync_codec(config: ExperimentConfig) -> CodecConfig:
