@@ -152,6 +152,15 @@ def test_settings_the_codec_refuses_are_its_own_message(update_file, capsys):
     assert "bits must be one of" in refused("--bits", "5")
     assert "method must be one of" in refused("--bits", "4", "--method", "zstd")
     assert "power of two" in refused("--bits", "4", "--method", "eden", "--block-size", "100")
+    assert "eden has no norm scale" in refused("--bits", "2", "--method", "eden", "--scale", "norm")
+
+
+def test_the_norm_scale_costs_the_same_bytes_for_more_error(update_file, capsys):
+    least_squares = report(capsys, "--in", str(update_file), "--bits", "1")
+    norm = report(capsys, "--in", str(update_file), "--bits", "1", "--scale", "norm")
+    assert (least_squares["scale"], norm["scale"]) == ("ls", "norm")
+    assert norm["payload_bytes"] == least_squares["payload_bytes"]
+    assert least_squares["vnmse"] < norm["vnmse"] < 0.7  # v / (1 - v) for v = 0.36 is 0.57
 
 
 def test_non_finite_values_name_the_tensor(tmp_path, capsys):

@@ -200,6 +200,42 @@ def test_the_least_squares_eden_scale_is_biased_towards_zero():
     assert 0.55 < shrink < 0.75  # 2 / pi = 0.64 for sign quantization of a Gaussian
 
 
+NORM_SCALED = [(name, bits) for name, method in METHODS.items() if method.scales
+               for bits in method.widths]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "bits"), NORM_SCALED)
+def test_the_norm_scale_keeps_each_blocks_projection_on_itself(name, bits):
+    value = torch.randn(40, 100, generator=torch.Generator().manual_seed(bits))
+    codec = CodecConfig(bits=bits, method=name, block_size=64, scale="norm")
+    record, reconstructed, decoded = one_tensor(value, codec)
+    assert torch.equal(reconstructed, decoded)  # the receiver needs no word of the scale
+    blocks = zip(value.reshape(-1).split(64), decoded.reshape(-1).split(64), strict=True)
+    for x, q in blocks:  # the last block holds 32 values: its padding takes no part
+        assert float((q * x).sum()) == pytest.approx(float(x.square().sum()), rel=2**-7)
+    least_squares = one_tensor(value, config(name, bits, block=64))
+    if METHODS[name].exact_size:
+        assert len(record["w"].data) == len(least_squares[0]["w"].data)
+    # Least squares has the least error; the norm scale gives error v / (1 - v) for its v.
+    error, least = vnmse(decoded, value), vnmse(least_squares[2], value)
+    assert least <= error <= 1.05 * least / (1 - least)  # equal at 8 bits (bfloat16 scales)
+
+
+def test_the_least_squares_scale_shrinks_each_step_by_its_error():
+    value = gaussian()
+    decoded = one_tensor(value, config("lloyd", 1))[2]
+    shrink = float((decoded * value).sum() / value.square().sum())
+    assert shrink == pytest.approx(1 - vnmse(decoded, value), abs=1e-3)  # 0.64 at 1 bit
+
+
+@pytest.mark.parametrize("name", ["eden", "uniform", "qsgd", "nf4", "sign", "topk"])
+def test_methods_without_a_norm_scale_refuse_it(name):
+    bits = METHODS[name].widths[0]
+    with pytest.raises(ValueError, match=f"scale: {name} has no norm scale"):
+        CodecConfig(bits=bits, method=name, scale="norm")
+    CodecConfig(bits=32, method=name, scale="norm")  # float32 has no blocks to scale
+
+
 # -- rotation ------------------------------------------------------------------------------
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from fedland.codec import expected_payload_bytes, fp32_bytes, payload_bytes
-from fedland.config import load_config
+from fedland.config import ConfigError, load_config
 from fedland.federation.downlink import DELTA, FULL, Broadcaster, rebuild
 from fedland.federation.settings import downlink_codec, resync_codec, uplink_codec
 from fedland.federation.weights import shapes
@@ -138,3 +138,28 @@ def test_the_broadcast_always_feeds_back_so_2_bits_round_to_nearest(bits, stocha
         f"codec.downlink_bits={bits}",
     ]
     assert downlink_codec(load_config(None, settings)).stochastic is stochastic
+
+
+def test_each_direction_takes_its_own_block_scale_and_full_models_least_squares():
+    settings = ["codec.uplink_bits=1", "codec.downlink_bits=2", "codec.scale=norm"]
+    config = load_config(None, settings)
+    assert uplink_codec(config).scale == "norm" and downlink_codec(config).scale == "norm"
+    assert resync_codec(config).scale == "ls"  # a full model is no step to keep the length of
+    config = load_config(None, [*settings, "codec.downlink_scale=ls"])
+    assert (uplink_codec(config).scale, downlink_codec(config).scale) == ("norm", "ls")
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (["codec.scale=unit"], "codec.scale: must be one of ls, norm, got 'unit'"),
+        (["codec.uplink_bits=2", "codec.method=eden", "codec.scale=norm"],
+         "codec.uplink_bits = 2: scale: eden has no norm scale"),
+        (["codec.downlink_bits=4", "codec.downlink_method=nf4", "codec.scale=norm"],
+         "codec.downlink_bits = 4: scale: nf4 has no norm scale"),
+    ],
+)  # fmt: skip
+def test_a_scale_the_method_lacks_is_refused_naming_the_direction(settings, message):
+    with pytest.raises(ConfigError) as info:
+        load_config(None, settings)
+    assert message in str(info.value)
