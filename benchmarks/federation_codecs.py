@@ -35,6 +35,7 @@ from fedland.table import format_table
 SETTINGS = [
     (32, 32, "lloyd", "lloyd", "ls"),  # float32 whatever the method
     (2, 2, "lloyd", "lloyd", "ls"),
+    (2, 2, "lloyd", "lloyd", "norm"),
     (1, 2, "lloyd", "lloyd", "ls"),
     (1, 2, "lloyd", "lloyd", "norm"),  # 1-bit steps at full length (see block_scales)
     (4, 4, "lloyd", "lloyd", "ls"),
