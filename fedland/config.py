@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from fedland.codec.format import ALLOWED_BITS, DEFAULT_METHOD, FLOAT_BITS, MAX_BLOCK, CodecConfig
-from fedland.codec.methods import METHODS, SCALES
+from fedland.codec.methods import METHODS, SCALE_CHOICES, resolve_scale
 from fedland.data.meta import DATASETS
 from fedland.model.config import INPUT_MULTIPLE, QUANT_SCOPES, DUNetConfig, ModelConfigError
 from fedland.quant.bitspec import BitSpec
@@ -199,8 +199,9 @@ class CodecSection:
     downlink_bits: int = setting(32, one_of(*ALLOWED_BITS))  # the broadcast global model
     method: str = setting(DEFAULT_METHOD, one_of(*METHODS))  # see fedland.codec.methods
     downlink_method: str | None = setting(None, one_of(*METHODS))  # None: as `method`
-    scale: str = setting("ls", one_of(*SCALES))  # lloyd, ecsq: least squares or norm-keeping
-    downlink_scale: str | None = setting(None, one_of(*SCALES))  # None: as `scale`
+    # lloyd, ecsq: least squares, norm-keeping, or auto (norm at 1 bit); see block_scales
+    scale: str = setting("auto", one_of(*SCALE_CHOICES))
+    downlink_scale: str | None = setting(None, one_of(*SCALE_CHOICES))  # None: as `scale`
     block_size: int = setting(256, between(1, MAX_BLOCK))
     stochastic: bool = False  # the method's unbiased variant (uniform: stochastic rounding)
     resync_bits: int = setting(8, one_of(*ALLOWED_BITS))  # full model for a node out of step
@@ -358,7 +359,8 @@ def codec_config(
     at 1 and 2 bits (1 bit: sign x mean|x| per block): stochastic rounding at these widths
     is unbiased but not contractive, so the residual grows (measured: 2-bit stochastic
     residuals reach 6x an update, nearest 1.3x) and training stalls."""
-    method, scale = choice
+    method, asked = choice
+    scale = resolve_scale(asked, method, bits)
     stochastic = section.stochastic and not (method == "uniform" and bits <= 2 and feedback)
     try:
         return CodecConfig(

@@ -1,6 +1,7 @@
 """`fedland codec`: the size and error report of a saved update, and the decoded file."""
 
 import json
+from unittest.mock import ANY
 
 import pytest
 import torch
@@ -156,9 +157,15 @@ def test_settings_the_codec_refuses_are_its_own_message(update_file, capsys):
 
 
 def test_the_norm_scale_costs_the_same_bytes_for_more_error(update_file, capsys):
-    least_squares = report(capsys, "--in", str(update_file), "--bits", "1")
+    least_squares = report(capsys, "--in", str(update_file), "--bits", "1", "--scale", "ls")
     norm = report(capsys, "--in", str(update_file), "--bits", "1", "--scale", "norm")
     assert (least_squares["scale"], norm["scale"]) == ("ls", "norm")
+    assert report(capsys, "--in", str(update_file), "--bits", "1") == {
+        **norm,
+        "encode_seconds": ANY,
+        "decode_seconds": ANY,
+    }  # auto, as the uplink: norm at 1 bit
+    assert report(capsys, "--in", str(update_file), "--bits", "2")["scale"] == "ls"
     assert norm["payload_bytes"] == least_squares["payload_bytes"]
     assert least_squares["vnmse"] < norm["vnmse"] < 0.7  # v / (1 - v) for v = 0.36 is 0.57
 

@@ -140,6 +140,15 @@ def test_the_broadcast_always_feeds_back_so_2_bits_round_to_nearest(bits, stocha
     assert downlink_codec(load_config(None, settings)).stochastic is stochastic
 
 
+def test_auto_scales_one_bit_steps_by_norm_and_wider_ones_by_least_squares():
+    config = load_config(None, ["codec.uplink_bits=1", "codec.downlink_bits=2"])
+    assert config.codec.scale == "auto"
+    assert (uplink_codec(config).scale, downlink_codec(config).scale) == ("norm", "ls")
+    assert uplink_codec(config, 2).scale == "ls"  # a node that sends at its own width
+    config = load_config(None, ["codec.uplink_bits=1", "codec.method=eden"])
+    assert uplink_codec(config).scale == "ls"  # eden has no norm scale: auto never refuses
+
+
 def test_each_direction_takes_its_own_block_scale_and_full_models_least_squares():
     settings = ["codec.uplink_bits=1", "codec.downlink_bits=2", "codec.scale=norm"]
     config = load_config(None, settings)
@@ -152,7 +161,7 @@ def test_each_direction_takes_its_own_block_scale_and_full_models_least_squares(
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        (["codec.scale=unit"], "codec.scale: must be one of ls, norm, got 'unit'"),
+        (["codec.scale=unit"], "codec.scale: must be one of auto, ls, norm, got 'unit'"),
         (["codec.uplink_bits=2", "codec.method=eden", "codec.scale=norm"],
          "codec.uplink_bits = 2: scale: eden has no norm scale"),
         (["codec.downlink_bits=4", "codec.downlink_method=nf4", "codec.scale=norm"],

@@ -46,10 +46,11 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     )
     codec.add_argument(
         "--scale",
-        choices=("ls", "norm"),
-        default="ls",
-        help="block scale of lloyd and ecsq: ls, least squares (default), or norm, which keeps "
-        "each block's projection on itself (more error, full-length steps)",
+        choices=("auto", "ls", "norm"),
+        default="auto",
+        help="block scale of lloyd and ecsq: ls, least squares; norm, which keeps each "
+        "block's projection on itself (more error, full-length steps); auto (default), as "
+        "the uplink: norm at 1 bit, ls above",
     )
     codec.add_argument(
         "--float-bits",
@@ -83,13 +84,14 @@ def codec_update(args: argparse.Namespace) -> int:
         fp32_bytes,
         payload_bytes,
     )
+    from fedland.codec.methods import resolve_scale
 
     config = CodecConfig(
         bits=args.bits,
         method=args.method,
         block_size=args.block_size,
         stochastic=args.stochastic,
-        scale=args.scale,
+        scale=resolve_scale(args.scale, args.method, args.bits),
         float_bits=args.float_bits,
         min_quantize_size=args.min_quantize_size,
     )
