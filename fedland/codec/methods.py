@@ -174,11 +174,10 @@ class EntropyCoded(Method):
     """Entropy-constrained scalar quantization: each value over its block's RMS rounded to
     a uniform grid whose step gives codes of `bits` - `rate_margin` bits of entropy for
     Gaussian values, the block's least-squares scale <x, q> / |q|^2 (or `norm`, see
-    `block_scales`) as bfloat16, and the
-    integer codes (4-bit at 2 and 3 bits, clamped to +-7; bytes at 4, +-127) coded by one
-    zstd frame. More levels than `lloyd` for no more bytes: 12-31% less error at 2-4 bits.
-    Deterministic: pair it with error feedback. The payload's length varies with the codes'
-    entropy; `size` is its bound."""
+    `block_scales`) as bfloat16, and the integer codes (4-bit at 2 and 3 bits, clamped to
+    +-7; bytes at 4, +-127) coded by one zstd frame. More levels than `lloyd` for no more
+    bytes: 12-31% less error at 2-4 bits. Deterministic: pair it with error feedback. The
+    payload's length varies with the codes' entropy; `size` is its bound."""
 
     name = "ecsq"
     widths = (2, 3, 4)
@@ -443,7 +442,7 @@ def block_scales(rows: torch.Tensor, chosen: torch.Tensor, scale: str) -> torch.
     the least error. `norm`: |x|^2 / <x, c>, so that the decoded block's projection on the
     block is the block's own energy, <S c, x> = |x|^2 (EDEN's unbiased scale, here without
     the rotation that makes it unbiased): the least-squares scale shrinks every step by
-    1 - vNMSE (29% at 1 bit), which error feedback repays only rounds later. A block whose
+    1 - vNMSE (by 29-36% at 1 bit), which error feedback repays only rounds later. A block whose
     levels are all zero gets 0."""
     overlap = (rows * chosen).sum(1)
     if scale == "norm":
