@@ -140,16 +140,16 @@ def _variant(method: str, downlink_method: str, scale: str) -> tuple[tuple[str, 
 
 
 def _uplink_name(row: dict) -> str:
-    if row["bits"] == 32:
-        return "float32"
-    return row["codec.method"] + ("" if row["codec.scale"] == "ls" else f"+{row['codec.scale']}")
+    return "float32" if row["bits"] == 32 else row["codec.method"] + _mark(row["codec.scale"])
 
 
 def _label(up: int, down: int, method: str, downlink_method: str, scale: str) -> str:
-    if up == 32:
-        return "float32"
-    mark = "" if scale == "ls" else f"+{scale}"
-    return f"{method}{up}{mark}/{downlink_method}{down}"
+    return "float32" if up == 32 else f"{method}{up}{_mark(scale)}/{downlink_method}{down}"
+
+
+def _mark(scale: str) -> str:
+    """The block scale, marked where it is not least squares."""
+    return "" if scale == "ls" else f"+{scale}"
 
 
 def _over_seeds(
